@@ -1,0 +1,114 @@
+"""The application factory: wires settings, database, templates and handlers together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from telegram import BotCommand, BotCommandScopeChat
+from telegram.error import TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes
+
+from bot.context import BotContext, Services
+from bot.processor import ResidentOrderedProcessor
+from bot.rendering import Renderer
+from bot.settings import Settings
+from domain.text import DEFAULT_LANGUAGE, LANGUAGES
+from handlers import register_all
+from storage.uow import Database
+
+log = logging.getLogger(__name__)
+
+RESIDENT_COMMANDS = (
+    "start",
+    "menu",
+    "search",
+    "myitems",
+    "settings",
+    "language",
+    "privacy",
+    "help",
+    "cancel",
+)
+MODERATOR_COMMANDS = ("queue",)
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+
+
+def build_application(
+    settings: Settings,
+    database: Database,
+    *,
+    renderer: Renderer | None = None,
+    on_update_done: Callable[[object], Awaitable[None] | None] | None = None,
+) -> Application:  # type: ignore[type-arg]
+    token = settings.require_token()
+    processor = ResidentOrderedProcessor(settings.update_concurrency, database, on_update_done)
+    app = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(f"{settings.telegram_api_url}/bot")
+        .base_file_url(f"{settings.telegram_api_url}/file/bot")
+        .context_types(ContextTypes(context=BotContext))
+        .concurrent_updates(processor)
+        .post_init(configure_bot_profile)
+        .build()
+    )
+    app.bot_data["services"] = Services(settings, database, renderer or Renderer(settings.tz))
+    register_all(app)
+    return app
+
+
+def _commands(renderer: Renderer, language: str, names: tuple[str, ...]) -> list[BotCommand]:
+    return [BotCommand(name, renderer.label(language, "cmd_" + name, limit=256)) for name in names]
+
+
+async def _optional(what: str, call: Awaitable[object]) -> None:
+    """Profile calls may be refused (rate limits, permissions): log and go on."""
+    try:
+        await call
+    except TelegramError as exc:
+        log.warning("optional Bot API call refused (%s): %s", what, exc)
+
+
+async def configure_bot_profile(app: Application) -> None:  # type: ignore[type-arg]
+    """Command menus per role and language, descriptions. None of it may stop start-up."""
+    services: Services = app.bot_data["services"]
+    renderer, settings, bot = services.renderer, services.settings, app.bot
+    for language in LANGUAGES:
+        # Telegram shows the list for the user's app language; all others get the default,
+        # which is English (German speakers get German through language_code "de").
+        code = None if language == "en" else language
+        await _optional(
+            "setMyCommands",
+            bot.set_my_commands(
+                _commands(renderer, language, RESIDENT_COMMANDS), language_code=code
+            ),
+        )
+        await _optional(
+            "setMyDescription",
+            bot.set_my_description(
+                renderer.label(language, "bot_description", limit=512), language_code=code
+            ),
+        )
+        await _optional(
+            "setMyShortDescription",
+            bot.set_my_short_description(
+                renderer.label(language, "bot_short_description", limit=120), language_code=code
+            ),
+        )
+        moderator = _commands(renderer, language, RESIDENT_COMMANDS + MODERATOR_COMMANDS)
+        for admin in sorted(settings.admin_ids):
+            await _optional(
+                "setMyCommands admin",
+                bot.set_my_commands(
+                    moderator, scope=BotCommandScopeChat(admin), language_code=code
+                ),
+            )
+    if settings.moderation_chat_id is not None:
+        await _optional(
+            "setMyCommands moderation chat",
+            bot.set_my_commands(
+                _commands(renderer, DEFAULT_LANGUAGE, MODERATOR_COMMANDS),
+                scope=BotCommandScopeChat(settings.moderation_chat_id),
+            ),
+        )

@@ -1,0 +1,135 @@
+"""Callback data: short, strictly parsed, at most 64 bytes.
+
+Every button's data names one route and its arguments (`sup:17:1:L0s0` = set support of
+item 17 to 1, coming from the item list of all fields sorted by support, page 0). State-
+changing buttons carry the state they set, never "toggle", so a double tap or a replayed
+update leaves what the resident meant. Anything that does not parse is stale or forged and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_BYTES = 64
+
+_ID = r"\d{1,9}"
+_PAGE = r"\d{1,4}"
+_FLAG = r"[01]"
+_SORT = r"[snd]"
+#: Where an item card was opened from, so that "Back" returns there:
+#: L<field id><sort><page> item list (field 0 = all) · S<session id> session card ·
+#: M<page> my items · Q<page> search results · H main menu.
+ORIGIN = rf"(?:L{_ID}{_SORT}{_PAGE}|S{_ID}|M{_PAGE}|Q{_PAGE}|H)"
+
+SORT_CODES = {"s": "support", "n": "new", "d": "discussed"}
+SORT_LETTERS = {v: k for k, v in SORT_CODES.items()}
+
+
+@dataclass(frozen=True)
+class Args:
+    values: dict[str, str]
+
+    def int(self, name: str) -> int:
+        return int(self.values[name])
+
+    def str(self, name: str) -> str:
+        return self.values[name]
+
+    def flag(self, name: str) -> bool:
+        return self.values[name] == "1"
+
+
+class Route:
+    def __init__(self, verb: str, *fields: tuple[str, str]) -> None:
+        self.verb = verb
+        self.names = tuple(name for name, _ in fields)
+        body = "".join(f":(?P<{name}>{rx})" for name, rx in fields)
+        self.regex = re.compile(rf"^{re.escape(verb)}{body}$")
+
+    def build(self, **values: object) -> str:
+        data = ":".join([self.verb, *(str(values[name]) for name in self.names)])
+        if len(data.encode()) > MAX_BYTES or not self.regex.match(data):
+            raise ValueError(f"invalid callback data {data!r}")
+        return data
+
+    def parse(self, data: str | None) -> Args | None:
+        match = self.regex.match(data or "")
+        return Args(match.groupdict()) if match else None
+
+
+MENU = Route("m")
+NOOP = Route("x")
+SESSIONS = Route("sl", ("page", _PAGE))
+SESSION = Route("s", ("sid", _ID))
+ITEMS_MENU = Route("if")
+ITEMS = Route("il", ("fid", _ID), ("sort", _SORT), ("page", _PAGE))
+ITEM = Route("i", ("iid", _ID), ("origin", ORIGIN))
+SUPPORT = Route("sup", ("iid", _ID), ("on", _FLAG), ("origin", ORIGIN))
+FOLLOW = Route("fol", ("iid", _ID), ("on", _FLAG), ("origin", ORIGIN))
+COMMENT = Route("c", ("iid", _ID), ("origin", ORIGIN))
+COMMENTS = Route("cl", ("iid", _ID), ("page", _PAGE), ("origin", ORIGIN))
+CANCEL = Route("cx")
+SEARCH_PROMPT = Route("qs")
+SEARCH = Route("q", ("page", _PAGE))
+MY_ITEMS = Route("my", ("page", _PAGE))
+SETTINGS = Route("st")
+LANGUAGE_MENU = Route("stl")
+LANGUAGE = Route("stl", ("lang", r"[a-z]{2}"))
+DIGEST = Route("std", ("on", _FLAG))
+NAME_PROMPT = Route("stn")
+NAME_CLEAR = Route("stn", ("clear", r"-"))
+MODERATE = Route("mod", ("decision", r"[ar]"), ("cid", _ID))
+
+
+def item_list_origin(field_id: int, sort: str, page: int) -> str:
+    return f"L{field_id}{SORT_LETTERS.get(sort, sort)}{page}"
+
+
+@dataclass(frozen=True)
+class Origin:
+    kind: str  # "L" | "S" | "M" | "Q" | "H"
+    field_id: int = 0
+    sort: str = "support"
+    page: int = 0
+    session_id: int = 0
+
+
+_ORIGIN_PARTS = re.compile(
+    rf"^(?:L(?P<fid>{_ID})(?P<sort>{_SORT})(?P<lpage>{_PAGE})"
+    rf"|S(?P<sid>{_ID})|M(?P<mpage>{_PAGE})|Q(?P<qpage>{_PAGE})|H)$"
+)
+
+
+def parse_origin(origin: str) -> Origin:
+    match = _ORIGIN_PARTS.match(origin)
+    if not match:
+        return Origin("H")
+    if match["fid"] is not None:
+        return Origin("L", int(match["fid"]), SORT_CODES[match["sort"]], int(match["lpage"]))
+    if match["sid"] is not None:
+        return Origin("S", session_id=int(match["sid"]))
+    if match["mpage"] is not None:
+        return Origin("M", page=int(match["mpage"]))
+    if match["qpage"] is not None:
+        return Origin("Q", page=int(match["qpage"]))
+    return Origin("H")
+
+
+def back_data(origin: str) -> str:
+    """The callback data that returns to where the item card was opened from."""
+    o = parse_origin(origin)
+    if o.kind == "L":
+        return ITEMS.build(fid=o.field_id, sort=SORT_LETTERS[o.sort], page=o.page)
+    if o.kind == "S":
+        return SESSION.build(sid=o.session_id)
+    if o.kind == "M":
+        return MY_ITEMS.build(page=o.page)
+    if o.kind == "Q":
+        return SEARCH.build(page=o.page)
+    return MENU.build()
+
+
+#: Deep link payloads: /start item_TD-07, /start session_s01.
+DEEP_LINK = re.compile(r"^(?P<kind>item|session)_(?P<key>[A-Za-z0-9-]{1,32})$")

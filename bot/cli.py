@@ -1,0 +1,143 @@
+"""`todo-bot run | migrate | import FILE`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from bot.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("todo_bot")
+
+
+def sample_data_path() -> Path:
+    """The shipped sample data: package data when installed, data/ in a checkout."""
+    packaged = resources.files("bot") / "data" / "sample.yaml"
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "data" / "sample.yaml"
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs every request URL at INFO, and the URL contains the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+async def _migrate(settings: Settings) -> str | None:
+    from storage.migrate import current_revision, upgrade
+    from storage.uow import Database
+
+    async with Database(settings.database_url) as database:
+        await upgrade(database.engine)
+        return await current_revision(database.engine)
+
+
+async def _import(settings: Settings, path: Path) -> int:
+    from domain.importer import import_content, load_file
+    from storage.migrate import upgrade
+    from storage.uow import Database
+
+    raw = load_file(path)
+    async with Database(settings.database_url) as database:
+        await upgrade(database.engine)
+        async with database.uow() as uow:
+            report = await import_content(uow, raw, settings.tz)
+    print(f"Imported {path}:")
+    for kind, r in report.kinds():
+        print(
+            f"  {kind}: {len(r.created)} new, {len(r.updated)} updated, "
+            f"{len(r.unchanged)} unchanged"
+        )
+        if r.kept:
+            print(f"    kept (in the database, not in the file): {', '.join(r.kept)}")
+    return 0
+
+
+def _run(settings: Settings) -> int:
+    from bot.app import ALLOWED_UPDATES, build_application
+    from storage.uow import Database
+
+    settings.require_token()
+    revision = asyncio.run(_migrate(settings))
+    log.info("database ready at revision %s", revision)
+    database = Database(settings.database_url, pool_size=min(settings.update_concurrency, 20))
+    app = build_application(settings, database)
+
+    async def _close_database(_app: object) -> None:
+        await database.dispose()
+
+    app.post_shutdown = _close_database
+    log.info("to:DO Bot starts polling (press Ctrl+C to stop)")
+    app.run_polling(allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False, close_loop=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="todo-bot", description="to:DO Bot")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="apply migrations, then run the bot (long polling)")
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    importer = commands.add_parser("import", help="import content from YAML or JSON")
+    source = importer.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", type=Path, help="a .yaml/.yml or .json file")
+    source.add_argument("--sample", action="store_true", help="the shipped sample data")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+        _setup_logging(settings.log_level)
+        if args.command == "migrate":
+            revision = asyncio.run(_migrate(settings))
+            print(f"Database is up to date (revision {revision}).")
+            return 0
+        if args.command == "import":
+            return asyncio.run(_import(settings, sample_data_path() if args.sample else args.file))
+        return _run(settings)
+    except ConfigError as exc:
+        print(f"todo-bot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one clear line instead of a traceback for operators
+        from domain.importer import ImportFailed
+
+        if isinstance(exc, ImportFailed):
+            print(
+                f"todo-bot: import failed, nothing was written ({len(exc.errors)} error(s)):",
+                file=sys.stderr,
+            )
+            for line in exc.errors:
+                print(f"  {line}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError) or type(exc).__module__.startswith(("sqlalchemy", "asyncpg")):
+            print(
+                f"todo-bot: cannot use the database ({settings_url()}): "
+                f"{type(exc).__name__}: {exc}".splitlines()[0],
+                file=sys.stderr,
+            )
+            return 1
+        raise
+
+
+def settings_url() -> str:
+    """The database URL without a password, for error messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(load_settings().database_url).render_as_string(hide_password=True)
+    except Exception:
+        return "DATABASE_URL"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

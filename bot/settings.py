@@ -1,0 +1,125 @@
+"""Settings from the environment and `.env` (pydantic-settings)."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/todo-bot.sqlite3"
+TOKEN_PATTERN = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{30,}$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line for the operator."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the common spellings and pick the async drivers we ship."""
+    url = url.strip()
+    for prefix in (
+        "postgres://",
+        "postgresql://",
+        "postgresql+psycopg2://",
+        "postgresql+psycopg://",
+    ):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    moderation_chat_id: int | None = None
+    timezone: str = "Europe/Berlin"
+    #: How many updates of different residents are handled at the same time.
+    update_concurrency: int = Field(default=32, ge=1, le=512)
+    log_level: str = "INFO"
+    #: Shown in /privacy: who is responsible for the data (GDPR controller).
+    privacy_controller: str = "Stadt Dortmund – InnoLab Zukunft der Arbeit"
+    privacy_contact: str = "datenschutz@dortmund.de"
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(";", ",").split(",")]
+            try:
+                return frozenset(int(p) for p in parts if p)
+            except ValueError as exc:
+                raise ValueError("ADMIN_IDS must be comma-separated Telegram user ids") from exc
+        if isinstance(value, int):
+            return frozenset({value})
+        return value
+
+    @field_validator("moderation_chat_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def require_token(self) -> str:
+        """The bot token, or a ConfigError with one line saying what to set."""
+        if self.telegram_bot_token is None or not self.telegram_bot_token.get_secret_value():
+            raise ConfigError(
+                "TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather into the "
+                "environment or into .env (TELEGRAM_BOT_TOKEN=123456789:AA...)."
+            )
+        token = self.telegram_bot_token.get_secret_value().strip()
+        if not TOKEN_PATTERN.match(token):
+            raise ConfigError(
+                "TELEGRAM_BOT_TOKEN is malformed: it must look like 123456789:AA... "
+                "(digits, a colon, then the secret part from @BotFather)."
+            )
+        return token
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning validation errors into one-line ConfigErrors."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]).upper() or "settings"
+        raise ConfigError(f"{field}: {first['msg']}") from None

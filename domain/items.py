@@ -1,0 +1,172 @@
+"""Browsing, searching, supporting and following to:DO items."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.text import DEFAULT_LANGUAGE, pick, search_words
+from domain.views import FieldView, ItemCard, ItemSummary, MyItem, Page, SessionLink, page_bounds
+from storage.repositories import ItemRow, ItemSort
+from storage.uow import UnitOfWork
+
+ITEMS_PER_PAGE = 8
+SORTS: tuple[ItemSort, ...] = ("support", "new", "discussed")
+
+
+def summary(row: ItemRow, language: str) -> ItemSummary:
+    return ItemSummary(
+        id=row.item.id,
+        key=row.item.key,
+        title=pick(row.item.title, language),
+        status=row.item.status,
+        supporters=row.item.support_count,
+        comments=row.item.comment_count,
+        field_title=pick(row.field.title, language),
+    )
+
+
+async def action_fields(uow: UnitOfWork, language: str) -> list[FieldView]:
+    counts = await uow.content.item_counts_by_field()
+    return [
+        FieldView(id=f.id, key=f.key, title=pick(f.title, language), items=counts.get(f.id, 0))
+        for f in await uow.content.action_fields()
+    ]
+
+
+async def action_field(uow: UnitOfWork, field_id: int, language: str) -> FieldView | None:
+    row = await uow.content.action_field(field_id)
+    return FieldView(id=row.id, key=row.key, title=pick(row.title, language)) if row else None
+
+
+async def list_items(
+    uow: UnitOfWork, language: str, field_id: int | None, sort: ItemSort, page: int
+) -> Page[ItemSummary]:
+    total = await uow.content.count_items(field_id)
+    page, pages = page_bounds(total, page, ITEMS_PER_PAGE)
+    rows = await uow.content.list_items(field_id, sort, page * ITEMS_PER_PAGE, ITEMS_PER_PAGE)
+    return Page([summary(r, language) for r in rows], page, pages, total, ITEMS_PER_PAGE)
+
+
+async def search(uow: UnitOfWork, language: str, query: str, page: int) -> Page[ItemSummary]:
+    """Items matching every word of `query` in the resident's language or in German,
+    ignoring case and accents (ä/Ä/a, ß/ss)."""
+    words = search_words(query)
+    if not words:
+        return Page([], 0, 1, 0, ITEMS_PER_PAGE)
+    languages = sorted({language, DEFAULT_LANGUAGE})
+    total = await uow.content.count_search(words, languages)
+    page, pages = page_bounds(total, page, ITEMS_PER_PAGE)
+    rows = await uow.content.search(words, languages, page * ITEMS_PER_PAGE, ITEMS_PER_PAGE)
+    return Page([summary(r, language) for r in rows], page, pages, total, ITEMS_PER_PAGE)
+
+
+async def item_id_for_key(uow: UnitOfWork, key: str) -> int | None:
+    row = await uow.content.item_by_key(key)
+    return row.item.id if row else None
+
+
+async def item_card(
+    uow: UnitOfWork, resident_id: int, item_id: int, language: str
+) -> ItemCard | None:
+    row = await uow.content.item(item_id)
+    if row is None:
+        return None
+    state = await uow.engagement.state(resident_id, item_id)
+    sessions = await uow.content.sessions_of_item(item_id)
+    return ItemCard(
+        id=row.item.id,
+        key=row.item.key,
+        title=pick(row.item.title, language),
+        description=pick(row.item.description, language),
+        status=row.item.status,
+        supporters=row.item.support_count,
+        comments=row.item.comment_count,
+        field_id=row.field.id,
+        field_title=pick(row.field.title, language),
+        supporting=state.supporting,
+        following=state.following,
+        sessions=[
+            SessionLink(id=s.id, key=s.key, title=pick(s.title, language), starts_at=s.starts_at)
+            for s in sessions
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class EngagementChange:
+    """What a button press did: `changed` is False when the state was already so (a double
+    tap or a replayed update); `followed` is True when it started following the item."""
+
+    changed: bool
+    followed: bool = False
+
+
+async def set_support(
+    uow: UnitOfWork, resident_id: int, item_id: int, support: bool
+) -> EngagementChange | None:
+    """Set (not toggle) the resident's support: pressing twice leaves what they meant.
+    Supporting also follows the item. None if the item does not exist."""
+    async with uow.write():
+        if await uow.content.item(item_id) is None:
+            return None
+        if support:
+            changed = await uow.engagement.add_support(resident_id, item_id)
+            followed = await uow.engagement.follow(resident_id, item_id)
+            return EngagementChange(changed, followed)
+        return EngagementChange(await uow.engagement.remove_support(resident_id, item_id))
+
+
+async def set_follow(
+    uow: UnitOfWork, resident_id: int, item_id: int, follow: bool
+) -> EngagementChange | None:
+    async with uow.write():
+        if await uow.content.item(item_id) is None:
+            return None
+        if follow:
+            return EngagementChange(await uow.engagement.follow(resident_id, item_id), True)
+        return EngagementChange(await uow.engagement.unfollow(resident_id, item_id))
+
+
+async def my_items(uow: UnitOfWork, resident_id: int, language: str, page: int) -> Page[MyItem]:
+    total = await uow.engagement.count_my_items(resident_id)
+    page, pages = page_bounds(total, page, ITEMS_PER_PAGE)
+    rows = await uow.engagement.my_items(resident_id, page * ITEMS_PER_PAGE, ITEMS_PER_PAGE)
+    fields = {f.id: f for f in await uow.content.action_fields()}
+    entries = [
+        MyItem(
+            summary=summary(ItemRow(r.item, fields[r.item.action_field_id]), language),
+            following=r.following,
+            supporting=r.supporting,
+            commented=r.commented,
+        )
+        for r in rows
+    ]
+    return Page(entries, page, pages, total, ITEMS_PER_PAGE)
+
+
+AWAITING_SEARCH = "search"
+SEARCH_QUERY_MAX = 200
+
+
+async def start_search(uow: UnitOfWork, resident_id: int) -> None:
+    """The next text of this resident is a search query."""
+    async with uow.write():
+        await uow.conversations.set_awaiting(resident_id, AWAITING_SEARCH, {})
+
+
+async def take_search(uow: UnitOfWork, resident_id: int) -> bool:
+    async with uow.write():
+        return await uow.conversations.take_awaiting(resident_id, AWAITING_SEARCH) is not None
+
+
+async def remember_search(uow: UnitOfWork, resident_id: int, query: str) -> str:
+    """Keep the last query, so that result pages and "Back" can return to it."""
+    query = " ".join(query.split())[:SEARCH_QUERY_MAX]
+    async with uow.write():
+        await uow.conversations.set_last_search(resident_id, query)
+    return query
+
+
+async def last_search(uow: UnitOfWork, resident_id: int) -> str | None:
+    state = await uow.conversations.get(resident_id)
+    return state.last_search if state else None

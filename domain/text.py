@@ -1,0 +1,63 @@
+"""Text helpers without any Telegram or database knowledge."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+
+DEFAULT_LANGUAGE = "de"
+#: Languages the bot speaks; a resident's Telegram language picks one of them.
+LANGUAGES = ("de", "en")
+
+_SPACE = re.compile(r"\s+")
+#: Characters that make text render misleadingly (bidi overrides, zero-width, controls).
+_INVISIBLE = re.compile(
+    "[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form for searching: "Straße" and "STRASSE" both give
+    "strasse", "Fachkräfte" and "FACHKRAFTE" both give "fachkrafte"."""
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    stripped = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return _SPACE.sub(" ", unicodedata.normalize("NFC", stripped)).strip()
+
+
+def search_words(query: str, *, max_words: int = 8) -> list[str]:
+    """The distinct folded words of a search query (at most `max_words`)."""
+    words: list[str] = []
+    for word in fold(query).split(" "):
+        word = word.strip(".,;:!?\"'()[]{}<>«»„“”")
+        if word and word not in words:
+            words.append(word)
+    return words[:max_words]
+
+
+def pick(texts: Mapping[str, str] | None, language: str) -> str:
+    """The text in `language`, falling back to German, then to any text there is."""
+    if not texts:
+        return ""
+    for lang in (language, DEFAULT_LANGUAGE):
+        value = texts.get(lang)
+        if value:
+            return value
+    return next((v for v in texts.values() if v), "")
+
+
+def language_for(code: str | None) -> str:
+    """Telegram's `language_code` → the bot's language: German for `de`, English otherwise."""
+    if code and code.lower().split("-")[0] == "de":
+        return "de"
+    return "en"
+
+
+def clean_user_text(text: str) -> str:
+    """Strip invisible and control characters (keeps newlines and tabs) and outer blanks."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFC", text)).strip()
+
+
+def utf16_length(text: str) -> int:
+    """Telegram counts message length in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2

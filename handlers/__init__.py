@@ -1,0 +1,40 @@
+"""Telegram-facing code, one module per feature. Each parses updates, calls the domain
+layer, renders a template and replies."""
+
+from __future__ import annotations
+
+from telegram.ext import Application
+
+from handlers import (
+    comments,
+    errors,
+    gate,
+    items,
+    moderation,
+    my_items,
+    search,
+    sessions,
+    settings,
+    start,
+    text_input,
+)
+
+#: Order matters within group 0: specific routes first, the catch-alls last.
+FEATURES = (
+    gate,
+    start,
+    sessions,
+    items,
+    search,
+    comments,
+    my_items,
+    settings,
+    moderation,
+    text_input,
+    errors,
+)
+
+
+def register_all(app: Application) -> None:  # type: ignore[type-arg]
+    for feature in FEATURES:
+        feature.register(app)

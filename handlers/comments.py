@@ -1,0 +1,142 @@
+"""Writing comments (a short conversation kept in the database) and reading approved ones."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import Application, CommandHandler, filters
+
+from bot import callbacks as cb
+from bot.context import BotContext
+from domain import comments as comment_service
+from domain import items as item_service
+from domain.comments import CommentProblem
+from handlers import moderation
+from handlers.common import Keyboard, button, label, on_callback, pager, render, show
+from handlers.items import show_item
+from storage.models import COMMENT_MAX
+
+
+async def comment_button(update: Update, context: BotContext, args: cb.Args) -> None:
+    item_id, origin = args.int("iid"), args.str("origin")
+    card = await item_service.item_card(context.uow, context.resident.id, item_id, context.lang)
+    if card is None or not await comment_service.start_comment(
+        context.uow, context.resident.id, item_id, origin
+    ):
+        await show(
+            update,
+            context,
+            render(context, "item_not_found"),
+            [[button(label(context, "main_menu"), cb.MENU.build())]],
+        )
+        return
+    await show(
+        update,
+        context,
+        render(context, "comment_prompt", item=card, limit=COMMENT_MAX),
+        [[button(label(context, "cancel"), cb.CANCEL.build())]],
+    )
+
+
+async def receive_text(update: Update, context: BotContext, text: str) -> None:
+    """The text a resident sent while the bot waited for their comment."""
+    outcome = await comment_service.submit_comment(context.uow, context.resident.id, text)
+    if outcome.problem is CommentProblem.EMPTY:
+        await show(update, context, render(context, "comment_not_text"))
+        return
+    if outcome.problem is CommentProblem.TOO_LONG:
+        await show(
+            update,
+            context,
+            render(context, "comment_too_long", length=outcome.length, limit=COMMENT_MAX),
+        )
+        return
+    if outcome.problem is not None or outcome.item_id is None or outcome.comment_id is None:
+        await show(
+            update,
+            context,
+            render(context, "item_not_found"),
+            [[button(label(context, "main_menu"), cb.MENU.build())]],
+        )
+        return
+    card = await item_service.item_card(
+        context.uow, context.resident.id, outcome.item_id, context.lang
+    )
+    assert card is not None
+    origin = outcome.origin or "H"
+    keyboard: Keyboard = [
+        [
+            button(label(context, "unfollow"), cb.FOLLOW.build(iid=card.id, on=0, origin=origin)),
+            button(label(context, "back_to_item"), cb.ITEM.build(iid=card.id, origin=origin)),
+        ],
+    ]
+    await show(
+        update,
+        context,
+        render(context, "comment_saved", item=card, followed=outcome.followed),
+        keyboard,
+    )
+    await moderation.notify_moderators(context, outcome.comment_id)
+
+
+async def receive_non_text(update: Update, context: BotContext) -> None:
+    await show(
+        update,
+        context,
+        render(context, "comment_not_text"),
+        [[button(label(context, "cancel"), cb.CANCEL.build())]],
+    )
+
+
+async def cancel(update: Update, context: BotContext) -> None:
+    pending = await comment_service.awaiting(context.uow, context.resident.id)
+    cancelled = await comment_service.cancel(context.uow, context.resident.id)
+    if cancelled and pending is not None and pending[0] == comment_service.AWAITING_COMMENT:
+        item_id = pending[1].get("item_id")
+        origin = str(pending[1].get("origin") or "H")
+        if isinstance(item_id, int) and update.callback_query is not None:
+            await show_item(update, context, item_id, origin)
+            return
+    await show(
+        update,
+        context,
+        render(context, "cancelled", cancelled=cancelled),
+        [[button(label(context, "main_menu"), cb.MENU.build())]],
+    )
+
+
+async def cancel_button(update: Update, context: BotContext, args: cb.Args) -> None:
+    await cancel(update, context)
+
+
+async def comments_button(update: Update, context: BotContext, args: cb.Args) -> None:
+    item_id, origin = args.int("iid"), args.str("origin")
+    card = await item_service.item_card(context.uow, context.resident.id, item_id, context.lang)
+    if card is None:
+        await show(
+            update,
+            context,
+            render(context, "item_not_found"),
+            [[button(label(context, "main_menu"), cb.MENU.build())]],
+        )
+        return
+    result = await comment_service.approved_comments(
+        context.uow, item_id, context.lang, args.int("page")
+    )
+    keyboard: Keyboard = []
+    nav = pager(context, result, lambda p: cb.COMMENTS.build(iid=item_id, page=p, origin=origin))
+    if nav:
+        keyboard.append(nav)
+    keyboard.append(
+        [
+            button(label(context, "comment"), cb.COMMENT.build(iid=item_id, origin=origin)),
+            button(label(context, "back_to_item"), cb.ITEM.build(iid=item_id, origin=origin)),
+        ]
+    )
+    await show(update, context, render(context, "comments_list", item=card, page=result), keyboard)
+
+
+def register(app: Application) -> None:  # type: ignore[type-arg]
+    app.add_handler(CommandHandler("cancel", cancel, filters=filters.ChatType.PRIVATE))
+    app.add_handler(on_callback(cb.COMMENT, comment_button))
+    app.add_handler(on_callback(cb.CANCEL, cancel_button))
+    app.add_handler(on_callback(cb.COMMENTS, comments_button))

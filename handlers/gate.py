@@ -1,0 +1,91 @@
+"""Runs first for every update: decides whether the bot handles it at all, and loads (or
+creates) the resident behind it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from telegram import ChatMemberUpdated, Update
+from telegram.constants import ChatMemberStatus, ChatType
+from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
+
+from bot import callbacks as cb
+from bot.context import BotContext
+from domain import comments as comment_service
+from domain import residents as resident_service
+
+log = logging.getLogger(__name__)
+
+#: Buttons that belong to the prompt the bot is waiting on (pressing them keeps it).
+KEEPS_PROMPT = (cb.CANCEL, cb.NAME_CLEAR, cb.NOOP)
+
+
+def _in_moderation_chat(update: Update, context: BotContext) -> bool:
+    """In the moderators' group only moderation commands and buttons are handled."""
+    chat = update.effective_chat
+    if chat is None or chat.id != context.services.settings.moderation_chat_id:
+        return False
+    if update.callback_query is not None:
+        return cb.MODERATE.parse(update.callback_query.data) is not None
+    message = update.message
+    if message is None or not message.text:
+        return False
+    command = message.text.split()[0].split("@")[0].lower()
+    return command == "/queue"
+
+
+async def _chat_member(update: ChatMemberUpdated, context: BotContext) -> None:
+    """The resident blocked (kicked) or restarted the bot in their private chat."""
+    if update.chat.type != ChatType.PRIVATE:
+        return
+    status = update.new_chat_member.status
+    if status in (ChatMemberStatus.BANNED, ChatMemberStatus.LEFT):
+        await resident_service.mark_blocked(context.uow, update.chat.id)
+
+
+async def gate(update: Update, context: BotContext) -> None:
+    if update.my_chat_member is not None:
+        await _chat_member(update.my_chat_member, context)
+        raise ApplicationHandlerStop
+    user, chat = update.effective_user, update.effective_chat
+    if (
+        user is None
+        or chat is None
+        or user.is_bot
+        or update.edited_message is not None
+        or update.channel_post is not None
+        or update.edited_channel_post is not None
+        or (update.message is None and update.callback_query is None)
+    ):
+        raise ApplicationHandlerStop
+    if chat.type != ChatType.PRIVATE and not _in_moderation_chat(update, context):
+        if update.callback_query is not None:
+            await update.callback_query.answer()
+        raise ApplicationHandlerStop
+    context.resident = await resident_service.enter(
+        context.uow, user.id, user.language_code, context.services.today()
+    )
+    await _leave_prompt_when_navigating(update, context)
+
+
+async def _leave_prompt_when_navigating(update: Update, context: BotContext) -> None:
+    """A command or a button elsewhere ends "waiting for your comment": the next text should
+    not land on an item the resident has left."""
+    resident = context.resident
+    if resident.awaiting is None:
+        return
+    query = update.callback_query
+    if query is not None:
+        if any(route.parse(query.data) for route in KEEPS_PROMPT):
+            return
+    else:
+        text = update.message.text if update.message else None
+        if not text or not text.startswith("/") or text.split()[0].split("@")[0] == "/cancel":
+            return
+    await comment_service.cancel(context.uow, resident.id)
+    context.resident = dataclasses.replace(resident, awaiting=None)
+
+
+def register(app: Application) -> None:  # type: ignore[type-arg]
+    app.add_handler(TypeHandler(Update, gate), group=-1)

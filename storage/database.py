@@ -1,0 +1,61 @@
+"""Engine creation: SQLite (zero setup) and PostgreSQL (production), both async."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+#: Set while a unit of work runs a write transaction. On SQLite the transaction then starts
+#: with BEGIN IMMEDIATE, so it holds the write lock from the start instead of failing with
+#: "database is locked" when it upgrades from reading to writing under concurrency.
+write_intent: ContextVar[bool] = ContextVar("write_intent", default=False)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def is_sqlite_url(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine with the settings our code relies on for the URL's backend."""
+    if is_sqlite_url(url):
+        return _create_sqlite_engine(url)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max(4, pool_size // 2),
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def _create_sqlite_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We emit BEGIN ourselves (see _on_begin); the driver must not.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if database and database != ":memory:":
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write_intent.get() else "BEGIN")
+
+    return engine

@@ -1,0 +1,326 @@
+"""SQLAlchemy models: the single source of truth for the schema (Alembic migrates it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import JSON
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ITEM_STATUSES = ("open", "in_review", "adopted", "in_progress", "done", "declined", "merged")
+COMMENT_STATUSES = ("pending", "approved", "rejected")
+KEY_MAX = 32
+COMMENT_MAX = 1000
+DISPLAY_NAME_MAX = 32
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware datetimes, stored as UTC on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+#: A translated text: {"de": "...", "en": "..."}.
+Translations = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, str]: Translations, dt.datetime: UTCDateTime}  # noqa: RUF012
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Resident(Base):
+    """Any Telegram user of the bot. Only what the bot needs (see /privacy)."""
+
+    __tablename__ = "residents"
+    __table_args__ = (
+        CheckConstraint("pseudonym > 0", name="pseudonym_positive"),
+        CheckConstraint(
+            f"display_name IS NULL OR length(display_name) BETWEEN 1 AND {DISPLAY_NAME_MAX}",
+            name="display_name_length",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    language: Mapped[str] = mapped_column(String(8))
+    pseudonym: Mapped[int] = mapped_column(Integer, unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(DISPLAY_NAME_MAX))
+    digest_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    #: Set when Telegram told us the resident blocked the bot; we stop writing to them.
+    blocked_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class ActionField(Base):
+    __tablename__ = "action_fields"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(KEY_MAX), unique=True)
+    title: Mapped[dict[str, str]]
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EventSession(Base):
+    """One of the event week's session slots ("Veranstaltungsslot")."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(KEY_MAX), unique=True)
+    title: Mapped[dict[str, str]]
+    summary: Mapped[dict[str, str] | None]
+    location: Mapped[str | None] = mapped_column(String(200))
+    starts_at: Mapped[dt.datetime] = mapped_column(index=True)
+    ends_at: Mapped[dt.datetime]
+
+    speakers: Mapped[list[Speaker]] = relationship(
+        order_by="Speaker.position", cascade="all, delete-orphan", lazy="raise"
+    )
+    highlights: Mapped[list[Highlight]] = relationship(
+        order_by="Highlight.position", cascade="all, delete-orphan", lazy="raise"
+    )
+    recordings: Mapped[list[Recording]] = relationship(
+        order_by="Recording.position", cascade="all, delete-orphan", lazy="raise"
+    )
+    items: Mapped[list[Item]] = relationship(
+        secondary="session_items", order_by="Item.key", lazy="raise", viewonly=True
+    )
+
+    __table_args__ = (CheckConstraint("ends_at >= starts_at", name="ends_after_start"),)
+
+
+class Speaker(Base):
+    __tablename__ = "speakers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[dict[str, str] | None]
+
+
+class Highlight(Base):
+    __tablename__ = "highlights"
+    __table_args__ = (CheckConstraint("at_seconds IS NULL OR at_seconds >= 0", name="at_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[dict[str, str]]
+    at_seconds: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Recording(Base):
+    __tablename__ = "recordings"
+    __table_args__ = (
+        CheckConstraint(
+            "duration_seconds IS NULL OR duration_seconds >= 0", name="duration_positive"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[dict[str, str]]
+    url: Mapped[str] = mapped_column(String(2000))
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SessionItem(Base):
+    __tablename__ = "session_items"
+
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Item(Base):
+    """One point of the to:DO list."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        CheckConstraint(_in("status", ITEM_STATUSES), name="status_known"),
+        CheckConstraint("support_count >= 0", name="support_count_positive"),
+        CheckConstraint("comment_count >= 0", name="comment_count_positive"),
+        Index("ix_items_support_count", "support_count"),
+        Index("ix_items_comment_count", "comment_count"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(KEY_MAX), unique=True)
+    title: Mapped[dict[str, str]]
+    description: Mapped[dict[str, str]]
+    action_field_id: Mapped[int] = mapped_column(
+        ForeignKey("action_fields.id", ondelete="RESTRICT"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), server_default="open")
+    #: Denormalised counters, changed in the same transaction as the rows they count.
+    support_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    comment_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    action_field: Mapped[ActionField] = relationship(lazy="raise")
+
+
+class ItemSearchText(Base):
+    """Normalised (case-folded, accents removed) title and description per language."""
+
+    __tablename__ = "item_search"
+
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+    )
+    language: Mapped[str] = mapped_column(String(8), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+
+
+class Support(Base):
+    """One resident supports one item — at most once, the primary key says so."""
+
+    __tablename__ = "supports"
+
+    resident_id: Mapped[int] = mapped_column(
+        ForeignKey("residents.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Follow(Base):
+    __tablename__ = "follows"
+
+    resident_id: Mapped[int] = mapped_column(
+        ForeignKey("residents.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+    __table_args__ = (
+        CheckConstraint(_in("status", COMMENT_STATUSES), name="status_known"),
+        CheckConstraint(f"length(text) BETWEEN 1 AND {COMMENT_MAX}", name="text_length"),
+        CheckConstraint(
+            "(status = 'pending') = (decided_at IS NULL)", name="decided_iff_not_pending"
+        ),
+        Index("ix_comments_item_status_created", "item_id", "status", "created_at"),
+        Index("ix_comments_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    resident_id: Mapped[int] = mapped_column(
+        ForeignKey("residents.id", ondelete="CASCADE"), index=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[dt.datetime | None]
+    #: The moderator who decided (staff), kept as a label for "decided by".
+    decided_by_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+    decided_by_name: Mapped[str | None] = mapped_column(String(64))
+
+    item: Mapped[Item] = relationship(lazy="raise")
+    resident: Mapped[Resident] = relationship(lazy="raise")
+
+
+class ModerationMessage(Base):
+    """Where a pending comment was shown to moderators, so every copy can show the decision."""
+
+    __tablename__ = "moderation_messages"
+    __table_args__ = (UniqueConstraint("chat_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    comment_id: Mapped[int] = mapped_column(
+        ForeignKey("comments.id", ondelete="CASCADE"), index=True
+    )
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class ConversationState(Base):
+    """What the bot waits for from a resident ("the comment text for TD-07"), kept in the
+    database so that a restart between the button and the text loses nothing."""
+
+    __tablename__ = "conversation_states"
+
+    resident_id: Mapped[int] = mapped_column(
+        ForeignKey("residents.id", ondelete="CASCADE"), primary_key=True
+    )
+    awaiting: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_search: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,591 @@
+"""Repositories: every query the bot makes lives here. They return ORM rows or plain tuples;
+they never commit (the unit of work does)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage.models import (
+    ActionField,
+    Comment,
+    ConversationState,
+    EventSession,
+    Follow,
+    Item,
+    ItemSearchText,
+    ModerationMessage,
+    Resident,
+    Support,
+    utcnow,
+)
+
+ItemSort = Literal["support", "new", "discussed"]
+
+
+class Repository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @property
+    def dialect(self) -> str:
+        bind = self.session.bind
+        assert bind is not None
+        return bind.dialect.name
+
+    def _insert(self, model: type[Any]) -> Any:
+        """INSERT with the dialect's ON CONFLICT support (PostgreSQL and SQLite)."""
+        module = postgresql if self.dialect == "postgresql" else sqlite
+        return module.insert(model)
+
+
+# --------------------------------------------------------------------------- residents
+
+
+class ResidentRepository(Repository):
+    PSEUDONYM_RANGES = ((1000, 9999), (10000, 99999), (100000, 9_999_999))
+
+    async def by_telegram_id(self, telegram_id: int) -> Resident | None:
+        result = await self.session.execute(
+            select(Resident).where(Resident.telegram_id == telegram_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def get(self, resident_id: int) -> Resident | None:
+        return await self.session.get(Resident, resident_id)
+
+    async def with_state(self, telegram_id: int) -> tuple[Resident, str | None] | None:
+        """The resident and what the bot awaits from them, in one query."""
+        row = (
+            await self.session.execute(
+                select(Resident, ConversationState.awaiting)
+                .outerjoin(ConversationState, ConversationState.resident_id == Resident.id)
+                .where(Resident.telegram_id == telegram_id)
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    async def ensure(self, telegram_id: int, language: str) -> tuple[Resident, bool]:
+        """The resident with this Telegram id, created (with a fresh pseudonym) if new.
+        Safe against a concurrent first contact of the same user from another process."""
+        existing = await self.by_telegram_id(telegram_id)
+        if existing is not None:
+            return existing, False
+        for low, high in self.PSEUDONYM_RANGES:
+            for _ in range(4):
+                pseudonym = random.randint(low, high)
+                stmt = (
+                    self._insert(Resident)
+                    .values(
+                        telegram_id=telegram_id,
+                        language=language,
+                        pseudonym=pseudonym,
+                        created_at=utcnow(),
+                    )
+                    .on_conflict_do_nothing(index_elements=[Resident.telegram_id])
+                    .returning(Resident.id)
+                )
+                try:
+                    async with self.session.begin_nested():
+                        new_id = (await self.session.execute(stmt)).scalar_one_or_none()
+                except IntegrityError:
+                    continue  # pseudonym taken: draw again
+                resident = await self.by_telegram_id(telegram_id)
+                assert resident is not None
+                return resident, new_id is not None
+        raise RuntimeError("could not draw a free pseudonym")
+
+    async def set_language(self, resident_id: int, language: str) -> None:
+        await self._set(resident_id, language=language)
+
+    async def set_display_name(self, resident_id: int, name: str | None) -> None:
+        await self._set(resident_id, display_name=name)
+
+    async def set_digest(self, resident_id: int, enabled: bool) -> None:
+        await self._set(resident_id, digest_enabled=enabled)
+
+    async def mark_blocked(self, telegram_id: int) -> bool:
+        result = await self.session.execute(
+            update(Resident)
+            .where(Resident.telegram_id == telegram_id, Resident.blocked_at.is_(None))
+            .values(blocked_at=utcnow())
+            .returning(Resident.id)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def touch(self, resident_id: int, today: dt.date) -> None:
+        """Record that the resident was here today (and can be written to again)."""
+        await self.session.execute(
+            update(Resident)
+            .where(Resident.id == resident_id)
+            .values(last_seen_on=today, blocked_at=None)
+        )
+
+    async def _set(self, resident_id: int, **values: Any) -> None:
+        await self.session.execute(
+            update(Resident).where(Resident.id == resident_id).values(**values)
+        )
+
+
+# --------------------------------------------------------------------------- content
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    item: Item
+    field: ActionField
+
+
+class ContentRepository(Repository):
+    async def action_fields(self) -> Sequence[ActionField]:
+        result = await self.session.execute(
+            select(ActionField).order_by(ActionField.position, ActionField.key)
+        )
+        return result.scalars().all()
+
+    async def action_field(self, field_id: int) -> ActionField | None:
+        return await self.session.get(ActionField, field_id)
+
+    async def item_counts_by_field(self) -> dict[int, int]:
+        result = await self.session.execute(
+            select(Item.action_field_id, func.count())
+            .where(Item.status != "merged")
+            .group_by(Item.action_field_id)
+        )
+        return {field_id: count for field_id, count in result.tuples()}
+
+    def _listed(self) -> Select[Item, ActionField]:
+        return (
+            select(Item, ActionField)
+            .join(ActionField, Item.action_field_id == ActionField.id)
+            .where(Item.status != "merged")
+        )
+
+    @staticmethod
+    def _order(sort: ItemSort) -> list[Any]:
+        if sort == "new":
+            return [Item.created_at.desc(), Item.id.desc()]
+        if sort == "discussed":
+            return [Item.comment_count.desc(), Item.support_count.desc(), Item.key]
+        return [Item.support_count.desc(), Item.comment_count.desc(), Item.key]
+
+    async def count_items(self, field_id: int | None) -> int:
+        stmt = select(func.count()).select_from(Item).where(Item.status != "merged")
+        if field_id is not None:
+            stmt = stmt.where(Item.action_field_id == field_id)
+        return (await self.session.execute(stmt)).scalar_one()
+
+    async def list_items(
+        self, field_id: int | None, sort: ItemSort, offset: int, limit: int
+    ) -> list[ItemRow]:
+        stmt = self._listed()
+        if field_id is not None:
+            stmt = stmt.where(Item.action_field_id == field_id)
+        stmt = stmt.order_by(*self._order(sort)).offset(offset).limit(limit)
+        return [ItemRow(i, f) for i, f in (await self.session.execute(stmt)).tuples()]
+
+    async def item(self, item_id: int) -> ItemRow | None:
+        row = (await self.session.execute(self._any_item().where(Item.id == item_id))).first()
+        return ItemRow(*row) if row else None
+
+    async def item_by_key(self, key: str) -> ItemRow | None:
+        row = (await self.session.execute(self._any_item().where(Item.key == key))).first()
+        return ItemRow(*row) if row else None
+
+    def _any_item(self) -> Select[Item, ActionField]:
+        return select(Item, ActionField).join(ActionField, Item.action_field_id == ActionField.id)
+
+    def _search_filter(self, words: Sequence[str], languages: Sequence[str]) -> ColumnElement[bool]:
+        conditions = []
+        for word in words:
+            pattern = f"%{_escape_like(word)}%"
+            conditions.append(
+                exists().where(
+                    ItemSearchText.item_id == Item.id,
+                    ItemSearchText.language.in_(languages),
+                    or_(
+                        ItemSearchText.title.like(pattern, escape="\\"),
+                        ItemSearchText.body.like(pattern, escape="\\"),
+                    ),
+                )
+            )
+        return and_(*conditions)
+
+    async def count_search(self, words: Sequence[str], languages: Sequence[str]) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(Item)
+            .where(Item.status != "merged", self._search_filter(words, languages))
+        )
+        return (await self.session.execute(stmt)).scalar_one()
+
+    async def search(
+        self, words: Sequence[str], languages: Sequence[str], offset: int, limit: int
+    ) -> list[ItemRow]:
+        """Items whose title or description (in one of `languages`) contains every word;
+        items with more words in the title first, then the most supported."""
+        title_hits: ColumnElement[int] = literal(0)
+        for word in words:
+            pattern = f"%{_escape_like(word)}%"
+            title_hits = title_hits + case(
+                (
+                    exists().where(
+                        ItemSearchText.item_id == Item.id,
+                        ItemSearchText.language.in_(languages),
+                        ItemSearchText.title.like(pattern, escape="\\"),
+                    ),
+                    1,
+                ),
+                else_=0,
+            )
+        stmt = (
+            self._listed()
+            .where(self._search_filter(words, languages))
+            .order_by(title_hits.desc(), Item.support_count.desc(), Item.key)
+            .offset(offset)
+            .limit(limit)
+        )
+        return [ItemRow(i, f) for i, f in (await self.session.execute(stmt)).tuples()]
+
+    async def count_sessions(self) -> int:
+        return (await self.session.execute(select(func.count(EventSession.id)))).scalar_one()
+
+    async def list_sessions(self, offset: int, limit: int) -> Sequence[EventSession]:
+        result = await self.session.execute(
+            select(EventSession)
+            .order_by(EventSession.starts_at, EventSession.key)
+            .offset(offset)
+            .limit(limit)
+        )
+        return result.scalars().all()
+
+    async def session_position(self, session_id: int) -> int | None:
+        """0-based position of a session in the list order (to go back to its page)."""
+        target = await self.session.get(EventSession, session_id)
+        if target is None:
+            return None
+        stmt = select(func.count()).where(
+            or_(
+                EventSession.starts_at < target.starts_at,
+                and_(EventSession.starts_at == target.starts_at, EventSession.key < target.key),
+            )
+        )
+        return (await self.session.execute(stmt)).scalar_one()
+
+    def _session_card(self) -> Select[EventSession]:
+        return select(EventSession).options(
+            selectinload(EventSession.speakers),
+            selectinload(EventSession.highlights),
+            selectinload(EventSession.recordings),
+            selectinload(EventSession.items),
+        )
+
+    async def session_card(self, session_id: int) -> EventSession | None:
+        result = await self.session.execute(
+            self._session_card().where(EventSession.id == session_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def session_card_by_key(self, key: str) -> EventSession | None:
+        result = await self.session.execute(self._session_card().where(EventSession.key == key))
+        return result.scalar_one_or_none()
+
+    async def sessions_of_item(self, item_id: int) -> Sequence[EventSession]:
+        from storage.models import SessionItem
+
+        result = await self.session.execute(
+            select(EventSession)
+            .join(SessionItem, SessionItem.session_id == EventSession.id)
+            .where(SessionItem.item_id == item_id)
+            .order_by(EventSession.starts_at)
+        )
+        return result.scalars().all()
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# --------------------------------------------------------------------------- engagement
+
+
+@dataclass(frozen=True)
+class Engagement:
+    supporting: bool
+    following: bool
+
+
+@dataclass(frozen=True)
+class MyItemRow:
+    item: Item
+    following: bool
+    supporting: bool
+    commented: bool
+
+
+class EngagementRepository(Repository):
+    async def state(self, resident_id: int, item_id: int) -> Engagement:
+        supporting = exists().where(Support.resident_id == resident_id, Support.item_id == item_id)
+        following = exists().where(Follow.resident_id == resident_id, Follow.item_id == item_id)
+        row = (await self.session.execute(select(supporting, following))).one()
+        return Engagement(supporting=bool(row[0]), following=bool(row[1]))
+
+    async def add_support(self, resident_id: int, item_id: int) -> bool:
+        """Insert the support; returns whether it was new (the counter moves only then)."""
+        stmt = (
+            self._insert(Support)
+            .values(resident_id=resident_id, item_id=item_id, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[Support.resident_id, Support.item_id])
+            .returning(Support.item_id)
+        )
+        inserted = (await self.session.execute(stmt)).scalar_one_or_none() is not None
+        if inserted:
+            await self._bump(item_id, Item.support_count, +1)
+        return inserted
+
+    async def remove_support(self, resident_id: int, item_id: int) -> bool:
+        stmt = (
+            delete(Support)
+            .where(Support.resident_id == resident_id, Support.item_id == item_id)
+            .returning(Support.item_id)
+        )
+        removed = (await self.session.execute(stmt)).scalar_one_or_none() is not None
+        if removed:
+            await self._bump(item_id, Item.support_count, -1)
+        return removed
+
+    async def follow(self, resident_id: int, item_id: int) -> bool:
+        stmt = (
+            self._insert(Follow)
+            .values(resident_id=resident_id, item_id=item_id, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[Follow.resident_id, Follow.item_id])
+            .returning(Follow.item_id)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
+
+    async def unfollow(self, resident_id: int, item_id: int) -> bool:
+        stmt = (
+            delete(Follow)
+            .where(Follow.resident_id == resident_id, Follow.item_id == item_id)
+            .returning(Follow.item_id)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
+
+    async def _bump(self, item_id: int, column: Any, delta: int) -> None:
+        await self.session.execute(
+            update(Item).where(Item.id == item_id).values({column: column + delta})
+        )
+
+    def _my_item_ids(self, resident_id: int) -> Any:
+        return union(
+            select(Follow.item_id).where(Follow.resident_id == resident_id),
+            select(Support.item_id).where(Support.resident_id == resident_id),
+            select(Comment.item_id).where(Comment.resident_id == resident_id),
+        ).subquery()
+
+    async def count_my_items(self, resident_id: int) -> int:
+        ids = self._my_item_ids(resident_id)
+        return (await self.session.execute(select(func.count()).select_from(ids))).scalar_one()
+
+    async def my_items(self, resident_id: int, offset: int, limit: int) -> list[MyItemRow]:
+        ids = self._my_item_ids(resident_id)
+        following = exists().where(Follow.resident_id == resident_id, Follow.item_id == Item.id)
+        supporting = exists().where(Support.resident_id == resident_id, Support.item_id == Item.id)
+        commented = exists().where(Comment.resident_id == resident_id, Comment.item_id == Item.id)
+        stmt = (
+            select(Item, following, supporting, commented)
+            .where(Item.id.in_(select(ids.c[0])))
+            .order_by(Item.key)
+            .offset(offset)
+            .limit(limit)
+        )
+        return [
+            MyItemRow(item, bool(f), bool(s), bool(c))
+            for item, f, s, c in (await self.session.execute(stmt)).tuples()
+        ]
+
+    async def support_count(self, item_id: int) -> int:
+        """The true number of supports (the counter on items must always equal it)."""
+        stmt = select(func.count()).select_from(Support).where(Support.item_id == item_id)
+        return (await self.session.execute(stmt)).scalar_one()
+
+
+# --------------------------------------------------------------------------- comments
+
+
+@dataclass(frozen=True)
+class CommentRow:
+    comment: Comment
+    author: Resident
+    item: Item
+
+
+class CommentRepository(Repository):
+    async def add(self, resident_id: int, item_id: int, text: str) -> Comment:
+        comment = Comment(
+            resident_id=resident_id,
+            item_id=item_id,
+            text=text,
+            status="pending",
+            created_at=utcnow(),
+        )
+        self.session.add(comment)
+        await self.session.flush()
+        return comment
+
+    def _with_author(self) -> Select[Comment, Resident, Item]:
+        return (
+            select(Comment, Resident, Item)
+            .join(Resident, Comment.resident_id == Resident.id)
+            .join(Item, Comment.item_id == Item.id)
+        )
+
+    async def get(self, comment_id: int) -> CommentRow | None:
+        row = (
+            await self.session.execute(self._with_author().where(Comment.id == comment_id))
+        ).first()
+        return CommentRow(*row) if row else None
+
+    async def decide(
+        self, comment_id: int, approve: bool, moderator_id: int, moderator_name: str
+    ) -> bool:
+        """Approve or reject a pending comment. Returns False when it was decided already
+        (the first decision wins, whatever the order of concurrent presses)."""
+        status = "approved" if approve else "rejected"
+        result = await self.session.execute(
+            update(Comment)
+            .where(Comment.id == comment_id, Comment.status == "pending")
+            .values(
+                status=status,
+                decided_at=utcnow(),
+                decided_by_telegram_id=moderator_id,
+                decided_by_name=moderator_name[:64],
+            )
+            .returning(Comment.item_id)
+        )
+        item_id = result.scalar_one_or_none()
+        if item_id is None:
+            return False
+        if approve:
+            await self.session.execute(
+                update(Item).where(Item.id == item_id).values(comment_count=Item.comment_count + 1)
+            )
+        return True
+
+    async def count_approved(self, item_id: int) -> int:
+        stmt = select(func.count()).where(Comment.item_id == item_id, Comment.status == "approved")
+        return (await self.session.execute(stmt)).scalar_one()
+
+    async def approved(self, item_id: int, offset: int, limit: int) -> list[CommentRow]:
+        stmt = (
+            self._with_author()
+            .where(Comment.item_id == item_id, Comment.status == "approved")
+            .order_by(Comment.created_at.desc(), Comment.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return [CommentRow(*row) for row in (await self.session.execute(stmt)).tuples()]
+
+    async def count_pending(self) -> int:
+        stmt = select(func.count()).where(Comment.status == "pending")
+        return (await self.session.execute(stmt)).scalar_one()
+
+    async def pending(self, limit: int) -> list[CommentRow]:
+        stmt = (
+            self._with_author()
+            .where(Comment.status == "pending")
+            .order_by(Comment.created_at, Comment.id)
+            .limit(limit)
+        )
+        return [CommentRow(*row) for row in (await self.session.execute(stmt)).tuples()]
+
+    async def add_moderation_message(self, comment_id: int, chat_id: int, message_id: int) -> None:
+        stmt = (
+            self._insert(ModerationMessage)
+            .values(comment_id=comment_id, chat_id=chat_id, message_id=message_id)
+            .on_conflict_do_nothing(
+                index_elements=[ModerationMessage.chat_id, ModerationMessage.message_id]
+            )
+        )
+        await self.session.execute(stmt)
+
+    async def moderation_messages(self, comment_id: int) -> list[tuple[int, int]]:
+        stmt = select(ModerationMessage.chat_id, ModerationMessage.message_id).where(
+            ModerationMessage.comment_id == comment_id
+        )
+        return [(c, m) for c, m in (await self.session.execute(stmt)).tuples()]
+
+
+# --------------------------------------------------------------------------- conversations
+
+
+class ConversationRepository(Repository):
+    async def get(self, resident_id: int) -> ConversationState | None:
+        return await self.session.get(ConversationState, resident_id)
+
+    async def _upsert(self, resident_id: int, **values: Any) -> None:
+        values["updated_at"] = utcnow()
+        stmt = (
+            self._insert(ConversationState)
+            .values(resident_id=resident_id, **values)
+            .on_conflict_do_update(index_elements=[ConversationState.resident_id], set_=values)
+        )
+        await self.session.execute(stmt)
+
+    async def set_awaiting(self, resident_id: int, awaiting: str, payload: dict[str, Any]) -> None:
+        await self._upsert(resident_id, awaiting=awaiting, payload=payload)
+
+    async def take_awaiting(self, resident_id: int, awaiting: str) -> dict[str, Any] | None:
+        """Consume what we waited for — atomically, so that the same message delivered
+        twice at once is taken only once."""
+        stmt = (
+            update(ConversationState)
+            .where(
+                ConversationState.resident_id == resident_id,
+                ConversationState.awaiting == awaiting,
+            )
+            # Only `awaiting` is cleared: RETURNING gives the row after the update.
+            .values(awaiting=None, updated_at=utcnow())
+            .returning(ConversationState.payload)
+        )
+        row = (await self.session.execute(stmt)).first()
+        if row is None:
+            return None
+        return dict(row[0] or {})
+
+    async def clear_awaiting(self, resident_id: int) -> bool:
+        stmt = (
+            update(ConversationState)
+            .where(
+                ConversationState.resident_id == resident_id,
+                ConversationState.awaiting.is_not(None),
+            )
+            .values(awaiting=None, updated_at=utcnow())
+            .returning(ConversationState.resident_id)
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def set_last_search(self, resident_id: int, query: str) -> None:
+        await self._upsert(resident_id, last_search=query)

@@ -1,0 +1,102 @@
+"""Unit of work: one database session with its repositories, per update or per job."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage.content_writer import ContentWriter
+from storage.database import create_engine, write_intent
+from storage.repositories import (
+    CommentRepository,
+    ContentRepository,
+    ConversationRepository,
+    EngagementRepository,
+    ResidentRepository,
+)
+
+
+class UnitOfWork:
+    """Bundles the repositories over one session. Reads happen in an implicit transaction;
+    every change goes through `async with uow.write():`, which commits on success and rolls
+    back on error, so a write is all or nothing."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.residents = ResidentRepository(session)
+        self.content = ContentRepository(session)
+        self.engagement = EngagementRepository(session)
+        self.comments = CommentRepository(session)
+        self.conversations = ConversationRepository(session)
+        self.content_writer = ContentWriter(session)
+        self._write_depth = 0
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[None]:
+        if self._write_depth:
+            # Nested: part of the enclosing write transaction.
+            self._write_depth += 1
+            try:
+                yield
+            finally:
+                self._write_depth -= 1
+            return
+        if self.session.in_transaction():
+            # End the read transaction, so that the write one starts with the write lock.
+            await self.session.commit()
+        token = write_intent.set(True)
+        self._write_depth = 1
+        try:
+            yield
+            await self.session.commit()
+        except BaseException:
+            await self.session.rollback()
+            raise
+        finally:
+            self._write_depth = 0
+            write_intent.reset(token)
+
+    async def end_reads(self) -> None:
+        """Finish the implicit read transaction (before slow network calls)."""
+        if self.session.in_transaction():
+            await self.session.commit()
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_engine(url, pool_size=pool_size)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def uow(self) -> AsyncIterator[UnitOfWork]:
+        uow = UnitOfWork(self._sessions())
+        try:
+            yield uow
+            await uow.end_reads()
+        finally:
+            await uow.close()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.dispose()
