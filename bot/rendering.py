@@ -106,7 +106,7 @@ class Renderer:
         """The macros of `<language>/labels.txt`: `labels(lang).support()` etc."""
         return _labels_module(self.env, language if language in LANGUAGES else DEFAULT_LANGUAGE)
 
-    def label(self, language: str, name: str, *args: Any, limit: int = 64) -> str:
+    def label(self, language: str, name: str, *args: Any, limit: int = 4096) -> str:
         macro: Callable[..., Any] = getattr(self.labels(language), name)
         return shorten(str(macro(*args)), limit)
 

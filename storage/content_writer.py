@@ -130,7 +130,7 @@ class ContentWriter(Repository):
             (s, i)
             for s, i in (
                 await self.session.execute(select(SessionItem.session_id, SessionItem.item_id))
-            ).tuples()
+            )
         }
         for data in bundle.sessions:
             row = rows.get(data.key)

@@ -174,7 +174,7 @@ class ContentRepository(Repository):
             .where(Item.status != "merged")
             .group_by(Item.action_field_id)
         )
-        return {field_id: count for field_id, count in result.tuples()}
+        return {field_id: count for field_id, count in result}
 
     def _listed(self) -> Select[Item, ActionField]:
         return (
@@ -204,7 +204,7 @@ class ContentRepository(Repository):
         if field_id is not None:
             stmt = stmt.where(Item.action_field_id == field_id)
         stmt = stmt.order_by(*self._order(sort)).offset(offset).limit(limit)
-        return [ItemRow(i, f) for i, f in (await self.session.execute(stmt)).tuples()]
+        return [ItemRow(i, f) for i, f in (await self.session.execute(stmt))]
 
     async def item(self, item_id: int) -> ItemRow | None:
         row = (await self.session.execute(self._any_item().where(Item.id == item_id))).first()
@@ -267,7 +267,7 @@ class ContentRepository(Repository):
             .offset(offset)
             .limit(limit)
         )
-        return [ItemRow(i, f) for i, f in (await self.session.execute(stmt)).tuples()]
+        return [ItemRow(i, f) for i, f in (await self.session.execute(stmt))]
 
     async def count_sessions(self) -> int:
         return (await self.session.execute(select(func.count(EventSession.id)))).scalar_one()
@@ -423,7 +423,7 @@ class EngagementRepository(Repository):
         )
         return [
             MyItemRow(item, bool(f), bool(s), bool(c))
-            for item, f, s, c in (await self.session.execute(stmt)).tuples()
+            for item, f, s, c in (await self.session.execute(stmt))
         ]
 
     async def support_count(self, item_id: int) -> int:
@@ -506,7 +506,7 @@ class CommentRepository(Repository):
             .offset(offset)
             .limit(limit)
         )
-        return [CommentRow(*row) for row in (await self.session.execute(stmt)).tuples()]
+        return [CommentRow(*row) for row in (await self.session.execute(stmt))]
 
     async def count_pending(self) -> int:
         stmt = select(func.count()).where(Comment.status == "pending")
@@ -519,7 +519,7 @@ class CommentRepository(Repository):
             .order_by(Comment.created_at, Comment.id)
             .limit(limit)
         )
-        return [CommentRow(*row) for row in (await self.session.execute(stmt)).tuples()]
+        return [CommentRow(*row) for row in (await self.session.execute(stmt))]
 
     async def add_moderation_message(self, comment_id: int, chat_id: int, message_id: int) -> None:
         stmt = (
@@ -535,7 +535,7 @@ class CommentRepository(Repository):
         stmt = select(ModerationMessage.chat_id, ModerationMessage.message_id).where(
             ModerationMessage.comment_id == comment_id
         )
-        return [(c, m) for c, m in (await self.session.execute(stmt)).tuples()]
+        return [(c, m) for c, m in (await self.session.execute(stmt))]
 
 
 # --------------------------------------------------------------------------- conversations
