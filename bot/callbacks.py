@@ -31,10 +31,10 @@ SORT_LETTERS = {v: k for k, v in SORT_CODES.items()}
 class Args:
     values: dict[str, str]
 
-    def int(self, name: str) -> int:
+    def number(self, name: str) -> int:
         return int(self.values[name])
 
-    def str(self, name: str) -> str:
+    def text(self, name: str) -> str:
         return self.values[name]
 
     def flag(self, name: str) -> bool:

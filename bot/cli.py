@@ -42,7 +42,7 @@ async def _migrate(settings: Settings) -> str | None:
         return await current_revision(database.engine)
 
 
-async def _import(settings: Settings, path: Path) -> int:
+async def _import(settings: Settings, path: Path, *, if_empty: bool = False) -> int:
     from domain.importer import import_content, load_file
     from storage.migrate import upgrade
     from storage.uow import Database
@@ -51,6 +51,9 @@ async def _import(settings: Settings, path: Path) -> int:
     async with Database(settings.database_url) as database:
         await upgrade(database.engine)
         async with database.uow() as uow:
+            if if_empty and await uow.content.count_items(None):
+                print("The database has content already: nothing imported.")
+                return 0
             report = await import_content(uow, raw, settings.tz)
     print(f"Imported {path}:")
     for kind, r in report.kinds():
@@ -91,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     source = importer.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", type=Path, help="a .yaml/.yml or .json file")
     source.add_argument("--sample", action="store_true", help="the shipped sample data")
+    importer.add_argument(
+        "--if-empty", action="store_true", help="only import when the database has no items yet"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -101,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Database is up to date (revision {revision}).")
             return 0
         if args.command == "import":
-            return asyncio.run(_import(settings, sample_data_path() if args.sample else args.file))
+            path = sample_data_path() if args.sample else args.file
+            return asyncio.run(_import(settings, path, if_empty=args.if_empty))
         return _run(settings)
     except ConfigError as exc:
         print(f"todo-bot: {exc}", file=sys.stderr)

@@ -53,6 +53,7 @@ class Renderer:
         )
         self.env.globals["duration"] = duration
         self.env.globals["fmt"] = self._format
+        self._globals_cache: dict[str, dict[str, Any]] = {}
 
     def _format(self, value: dt.datetime, pattern: str, language: str) -> str:
         """Date/time in the bot's time zone with a CLDR pattern (for labels.txt)."""
@@ -65,11 +66,18 @@ class Renderer:
         return LANGUAGES
 
     def _globals(self, language: str) -> dict[str, Any]:
+        cached = self._globals_cache.get(language)
+        if cached is None:
+            cached = self._globals_cache[language] = self._make_globals(language)
+        return cached
+
+    def _make_globals(self, language: str) -> dict[str, Any]:
         locale = _locale(language)
         labels = self.labels(language)
+        plural_form = Locale.parse(locale).plural_form
 
         def plural(n: int, one: str, other: str) -> str:
-            return one if Locale.parse(locale).plural_form(n) == "one" else other
+            return one if plural_form(n) == "one" else other
 
         def author(a: Author) -> str:
             return a.display_name or str(labels.pseudonym(a.pseudonym))

@@ -116,12 +116,13 @@ async def comment(uow: UnitOfWork, comment_id: int, language: str) -> CommentVie
 @dataclass(frozen=True)
 class Decision:
     """`won` is False when another moderator decided first; `comment` shows the outcome
-    and `author_telegram_id` who wrote it (to tell them)."""
+    and `author_telegram_id` who wrote it (to tell them, unless they blocked the bot)."""
 
     won: bool
     comment: CommentView
     author_telegram_id: int
     author_language: str
+    author_blocked: bool = False
 
 
 async def decide(
@@ -138,7 +139,14 @@ async def decide(
         if row is None:
             return None
         await uow.session.refresh(row.comment)
-        return Decision(won, view(row, language), row.author.telegram_id, row.author.language)
+        await uow.session.refresh(row.author)
+        return Decision(
+            won,
+            view(row, language),
+            row.author.telegram_id,
+            row.author.language,
+            author_blocked=row.author.blocked_at is not None,
+        )
 
 
 async def pending_queue(uow: UnitOfWork, language: str) -> tuple[int, list[CommentView]]:

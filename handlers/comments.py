@@ -17,7 +17,7 @@ from storage.models import COMMENT_MAX
 
 
 async def comment_button(update: Update, context: BotContext, args: cb.Args) -> None:
-    item_id, origin = args.int("iid"), args.str("origin")
+    item_id, origin = args.number("iid"), args.text("origin")
     card = await item_service.item_card(context.uow, context.resident.id, item_id, context.lang)
     if card is None or not await comment_service.start_comment(
         context.uow, context.resident.id, item_id, origin
@@ -109,7 +109,7 @@ async def cancel_button(update: Update, context: BotContext, args: cb.Args) -> N
 
 
 async def comments_button(update: Update, context: BotContext, args: cb.Args) -> None:
-    item_id, origin = args.int("iid"), args.str("origin")
+    item_id, origin = args.number("iid"), args.text("origin")
     card = await item_service.item_card(context.uow, context.resident.id, item_id, context.lang)
     if card is None:
         await show(
@@ -120,7 +120,7 @@ async def comments_button(update: Update, context: BotContext, args: cb.Args) ->
         )
         return
     result = await comment_service.approved_comments(
-        context.uow, item_id, context.lang, args.int("page")
+        context.uow, item_id, context.lang, args.number("page")
     )
     keyboard: Keyboard = []
     nav = pager(context, result, lambda p: cb.COMMENTS.build(iid=item_id, page=p, origin=origin))

@@ -109,7 +109,15 @@ async def answer(
     if query is None or context.scope.extra.get("answered"):
         return
     context.scope.extra["answered"] = True
-    await query.answer(shorten(text, ANSWER_LIMIT) if text else None, show_alert=alert)
+    try:
+        await query.answer(shorten(text, ANSWER_LIMIT) if text else None, show_alert=alert)
+    except BadRequest as exc:
+        # A replayed or late update: the query was answered already or has expired. The
+        # press is still handled; there is just no spinner left to stop.
+        reason = exc.message.lower()
+        if "query is too old" not in reason and "query id is invalid" not in reason:
+            raise
+        log.info("callback query not answered: %s", exc.message)
 
 
 CallbackFn = Callable[[Update, BotContext, cb.Args], Awaitable[None]]

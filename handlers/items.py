@@ -172,16 +172,18 @@ async def items_menu_button(update: Update, context: BotContext, args: cb.Args) 
 
 
 async def items_button(update: Update, context: BotContext, args: cb.Args) -> None:
-    await show_items(update, context, args.int("fid"), args.str("sort"), args.int("page"))
+    await show_items(update, context, args.number("fid"), args.text("sort"), args.number("page"))
 
 
 async def item_button(update: Update, context: BotContext, args: cb.Args) -> None:
-    await show_item(update, context, args.int("iid"), args.str("origin"))
+    await show_item(update, context, args.number("iid"), args.text("origin"))
 
 
 async def support_button(update: Update, context: BotContext, args: cb.Args) -> None:
     on = args.flag("on")
-    change = await item_service.set_support(context.uow, context.resident.id, args.int("iid"), on)
+    change = await item_service.set_support(
+        context.uow, context.resident.id, args.number("iid"), on
+    )
     if change is None:
         await answer(update, context, label(context, "item_gone"), alert=True)
         return
@@ -190,17 +192,17 @@ async def support_button(update: Update, context: BotContext, args: cb.Args) -> 
     else:
         note = label(context, "support_withdrawn")
     await answer(update, context, note)
-    await show_item(update, context, args.int("iid"), args.str("origin"))
+    await show_item(update, context, args.number("iid"), args.text("origin"))
 
 
 async def follow_button(update: Update, context: BotContext, args: cb.Args) -> None:
     on = args.flag("on")
-    change = await item_service.set_follow(context.uow, context.resident.id, args.int("iid"), on)
+    change = await item_service.set_follow(context.uow, context.resident.id, args.number("iid"), on)
     if change is None:
         await answer(update, context, label(context, "item_gone"), alert=True)
         return
     await answer(update, context, label(context, "following" if on else "unfollowed"))
-    await show_item(update, context, args.int("iid"), args.str("origin"))
+    await show_item(update, context, args.number("iid"), args.text("origin"))
 
 
 def register(app: Application) -> None:  # type: ignore[type-arg]

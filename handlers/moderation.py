@@ -138,11 +138,11 @@ async def decide_button(update: Update, context: BotContext, args: cb.Args) -> N
     if user is None or not context.services.is_admin(user.id):
         await answer(update, context, label(context, "not_allowed"), alert=True)
         return
-    comment_id = args.int("cid")
+    comment_id = args.number("cid")
     decision = await comment_service.decide(
         context.uow,
         comment_id,
-        args.str("decision") == "a",
+        args.text("decision") == "a",
         user.id,
         moderator_name(user),
         context.lang,
@@ -174,7 +174,10 @@ async def decide_button(update: Update, context: BotContext, args: cb.Args) -> N
         await _show_decided(
             context, chat_id, message_id, targets.get(chat_id, context.lang), comment_id
         )
-    await _tell_author(context, decision.author_telegram_id, decision.author_language, comment_id)
+    if not decision.author_blocked:  # never write to someone who blocked the bot
+        await _tell_author(
+            context, decision.author_telegram_id, decision.author_language, comment_id
+        )
 
 
 async def queue_command(update: Update, context: BotContext) -> None:

@@ -43,7 +43,7 @@ async def show_my_items(
 
 
 async def my_items_button(update: Update, context: BotContext, args: cb.Args) -> None:
-    await show_my_items(update, context, args.int("page"))
+    await show_my_items(update, context, args.number("page"))
 
 
 async def my_items_command(update: Update, context: BotContext) -> None:

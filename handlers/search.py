@@ -68,7 +68,7 @@ async def results_button(update: Update, context: BotContext, args: cb.Args) -> 
     if not query:
         await prompt(update, context)
         return
-    await show_results(update, context, query, args.int("page"))
+    await show_results(update, context, query, args.number("page"))
 
 
 async def receive_query(update: Update, context: BotContext, text: str) -> None:

@@ -70,11 +70,11 @@ async def show_session(
 
 
 async def sessions_button(update: Update, context: BotContext, args: cb.Args) -> None:
-    await show_sessions(update, context, args.int("page"))
+    await show_sessions(update, context, args.number("page"))
 
 
 async def session_button(update: Update, context: BotContext, args: cb.Args) -> None:
-    await show_session(update, context, args.int("sid"))
+    await show_session(update, context, args.number("sid"))
 
 
 def register(app: Application) -> None:  # type: ignore[type-arg]

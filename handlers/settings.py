@@ -69,7 +69,7 @@ async def language_menu_button(update: Update, context: BotContext, args: cb.Arg
 
 
 async def language_button(update: Update, context: BotContext, args: cb.Args) -> None:
-    if not await resident_service.set_language(context.uow, context.resident.id, args.str("lang")):
+    if not await resident_service.set_language(context.uow, context.resident.id, args.text("lang")):
         await answer(update, context, label(context, "stale_button"))
         return
     await _reload(context)
