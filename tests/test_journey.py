@@ -35,8 +35,12 @@ async def test_start_greets_in_german_with_privacy_notice_and_menu(bot: BotHarne
     [reply] = sent(calls)
     assert "Willkommen" in reply.visible_text
     assert "/privacy" in reply.visible_text
-    assert reply.button_texts() == ["🎤 Sessions", "📋 to:DO-Punkte", "⭐ Meine Punkte",
-                                    "⚙️ Einstellungen"]
+    assert reply.button_texts() == [
+        "🎤 Sessions",
+        "📋 to:DO-Punkte",
+        "⭐ Meine Punkte",
+        "⚙️ Einstellungen",
+    ]
     # Coming back is a different greeting, not a second welcome.
     [again] = sent(await bot.send(bot.user(RESIDENT, "de"), "/start"))
     assert "wieder da" in again.visible_text
@@ -88,7 +92,10 @@ async def test_items_by_field_sorted_and_paginated(bot: BotHarness) -> None:
     user = await start(bot, RESIDENT)
     await bot.tap(user, "to:DO-Punkte")
     assert buttons_of(bot.screen(RESIDENT))[:3] == [
-        "Alle Punkte (5)", "Fachkräfte sichern (2)", "Pflege wertschätzen (3)"]
+        "Alle Punkte (5)",
+        "Fachkräfte sichern (2)",
+        "Pflege wertschätzen (3)",
+    ]
     await bot.tap(user, "Pflege wertschätzen")
     screen = bot.screen(RESIDENT)
     assert "Pflege wertschätzen" in screen["text"]
@@ -111,8 +118,7 @@ async def test_items_by_field_sorted_and_paginated(bot: BotHarness) -> None:
 async def test_long_lists_paginate(fake: FakeTelegram, sqlite_url: str) -> None:
     from tests.conftest import make_settings
 
-    async with BotHarness.running(fake, make_settings(fake, sqlite_url),
-                                  with_content=False) as bot:
+    async with BotHarness.running(fake, make_settings(fake, sqlite_url), with_content=False) as bot:
         from bot.cli import sample_data_path
         from domain.importer import import_content, load_file
         from tests.conftest import TZ
@@ -194,7 +200,7 @@ async def test_comment_review_and_reading(bot: BotHarness) -> None:
     admin = await start(bot, ADMIN)
     user = await start(bot, RESIDENT)
     td02 = await item_id(bot, "TD-02")
-    await bot.send(user, f"/start item_TD-02")
+    await bot.send(user, "/start item_TD-02")
     await bot.tap(user, "Kommentieren")
     assert "Dein Kommentar zu TD-02" in bot.screen(RESIDENT)["text"]
 
@@ -248,7 +254,7 @@ async def test_display_name_shows_on_comments(bot: BotHarness) -> None:
 
 
 async def test_comment_prompt_survives_a_restart(fake: FakeTelegram, sqlite_url: str) -> None:
-    """"Waiting for the comment text for TD-07" lives in the database."""
+    """ "Waiting for the comment text for TD-07" lives in the database."""
     from tests.conftest import make_settings
 
     settings = make_settings(fake, sqlite_url)
