@@ -46,7 +46,7 @@ class Route:
         self.verb = verb
         self.names = tuple(name for name, _ in fields)
         body = "".join(f":(?P<{name}>{rx})" for name, rx in fields)
-        self.regex = re.compile(rf"^{re.escape(verb)}{body}$")
+        self.regex = re.compile(rf"^{re.escape(verb)}{body}\Z", re.ASCII)
 
     def build(self, **values: object) -> str:
         data = ":".join([self.verb, *(str(values[name]) for name in self.names)])

@@ -33,6 +33,25 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+class _HideToken(logging.Filter):
+    """python-telegram-bot logs the API URL, which contains the token, at DEBUG, and its
+    InvalidToken error quotes the token."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, "<TELEGRAM_BOT_TOKEN>"), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and self.token in record.exc_text:
+            record.exc_text = record.exc_text.replace(self.token, "<TELEGRAM_BOT_TOKEN>")
+        return True
+
+
 async def _migrate(settings: Settings) -> str | None:
     from storage.migrate import current_revision, upgrade
     from storage.uow import Database
@@ -66,11 +85,34 @@ async def _import(settings: Settings, path: Path, *, if_empty: bool = False) -> 
     return 0
 
 
+async def _check_bot_api(settings: Settings, token: str) -> None:
+    """One clear line instead of a traceback (that quotes the token) when the Bot API refuses
+    the token or cannot be reached."""
+    from telegram import Bot
+    from telegram.error import InvalidToken, NetworkError
+
+    try:
+        async with Bot(token, base_url=f"{settings.telegram_api_url}/bot"):
+            pass
+    except InvalidToken:
+        raise ConfigError(
+            "TELEGRAM_BOT_TOKEN was rejected by the Bot API: copy the current token from "
+            "@BotFather (a revoked token stops working)."
+        ) from None
+    except NetworkError as exc:
+        raise ConfigError(
+            f"cannot reach the Bot API at TELEGRAM_API_URL={settings.telegram_api_url} ({exc})"
+        ) from None
+
+
 def _run(settings: Settings) -> int:
     from bot.app import ALLOWED_UPDATES, build_application
     from storage.uow import Database
 
-    settings.require_token()
+    token = settings.require_token()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_HideToken(token))
+    asyncio.run(_check_bot_api(settings, token))
     revision = asyncio.run(_migrate(settings))
     log.info("database ready at revision %s", revision)
     database = Database(settings.database_url, pool_size=min(settings.update_concurrency, 20))
@@ -119,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         from domain.importer import ImportFailed
 
         if isinstance(exc, ImportFailed):
+            if len(exc.errors) == 1:  # e.g. a missing file: one line
+                print(
+                    f"todo-bot: import failed, nothing was written: {exc.errors[0]}",
+                    file=sys.stderr,
+                )
+                return 1
             print(
                 f"todo-bot: import failed, nothing was written ({len(exc.errors)} error(s)):",
                 file=sys.stderr,

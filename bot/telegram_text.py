@@ -64,8 +64,9 @@ def truncate_html(markup: str, limit: int = MESSAGE_LIMIT) -> str:
                 budget -= size
                 continue
             cut = value
-            while _units(cut) > budget:
-                cut = cut[: max(0, len(cut) - max(1, _units(cut) - budget))]
+            while cut and _units(cut) > budget:
+                # A character is 1 or 2 units: drop half the excess in characters at least.
+                cut = cut[: max(0, len(cut) - max(1, (_units(cut) - budget + 1) // 2))]
             out.append(html.escape(cut.rstrip(), quote=False) + ELLIPSIS)
             break
     out.extend(f"</{tag}>" for tag in reversed(open_tags))

@@ -31,11 +31,19 @@ async def on_error(update: object, context: BotContext) -> None:
     chat = update.effective_chat
     scope = current_scope.get()
     if scope is not None:
-        await scope.uow.session.rollback()
+        try:
+            await scope.uow.session.rollback()
+        except Exception as exc:  # the connection itself may be what failed
+            log.warning("rollback after an error failed: %s", type(exc).__name__)
     if isinstance(error, Forbidden) and chat is not None and chat.type == ChatType.PRIVATE:
         # The resident blocked the bot: stop writing to them.
         if scope is not None:
             await resident_service.mark_blocked(scope.uow, chat.id)
+            if update.callback_query is not None and not scope.extra.get("answered"):
+                try:  # every press is answered, even if no message can follow
+                    await answer(update, context)
+                except TelegramError as exc:
+                    log.info("could not answer the press: %s", type(exc).__name__)
         return
     log.error(
         "update %s failed: %s",

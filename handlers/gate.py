@@ -63,6 +63,9 @@ async def gate(update: Update, context: BotContext) -> None:
         if update.callback_query is not None:
             await update.callback_query.answer()
         raise ApplicationHandlerStop
+    if chat.type != ChatType.PRIVATE and not context.services.is_admin(user.id):
+        # A non-moderator in the moderators' group: refused by the handler, and not stored.
+        return
     context.resident = await resident_service.enter(
         context.uow, user.id, user.language_code, context.services.today()
     )
