@@ -11,7 +11,17 @@ from domain import comments as comment_service
 from domain import items as item_service
 from domain.comments import CommentProblem
 from handlers import moderation
-from handlers.common import Keyboard, button, label, on_callback, pager, render, show
+from handlers.common import (
+    Keyboard,
+    button,
+    label,
+    menu_keyboard,
+    on_callback,
+    pager,
+    render,
+    show,
+    show_notice,
+)
 from handlers.items import show_item
 from storage.models import COMMENT_MAX
 
@@ -22,12 +32,7 @@ async def comment_button(update: Update, context: BotContext, args: cb.Args) -> 
     if card is None or not await comment_service.start_comment(
         context.uow, context.resident.id, item_id, origin
     ):
-        await show(
-            update,
-            context,
-            render(context, "item_not_found"),
-            [[button(label(context, "main_menu"), cb.MENU.build())]],
-        )
+        await show_notice(update, context, "item_not_found")
         return
     await show(
         update,
@@ -51,12 +56,7 @@ async def receive_text(update: Update, context: BotContext, text: str) -> None:
         )
         return
     if outcome.problem is not None or outcome.item_id is None or outcome.comment_id is None:
-        await show(
-            update,
-            context,
-            render(context, "item_not_found"),
-            [[button(label(context, "main_menu"), cb.MENU.build())]],
-        )
+        await show_notice(update, context, "item_not_found")
         return
     card = await item_service.item_card(
         context.uow, context.resident.id, outcome.item_id, context.lang
@@ -100,7 +100,7 @@ async def cancel(update: Update, context: BotContext) -> None:
         update,
         context,
         render(context, "cancelled", cancelled=cancelled),
-        [[button(label(context, "main_menu"), cb.MENU.build())]],
+        menu_keyboard(context),
     )
 
 
@@ -112,12 +112,7 @@ async def comments_button(update: Update, context: BotContext, args: cb.Args) ->
     item_id, origin = args.number("iid"), args.text("origin")
     card = await item_service.item_card(context.uow, context.resident.id, item_id, context.lang)
     if card is None:
-        await show(
-            update,
-            context,
-            render(context, "item_not_found"),
-            [[button(label(context, "main_menu"), cb.MENU.build())]],
-        )
+        await show_notice(update, context, "item_not_found")
         return
     result = await comment_service.approved_comments(
         context.uow, item_id, context.lang, args.number("page")

@@ -101,6 +101,20 @@ async def show(
     )
 
 
+def menu_keyboard(context: BotContext) -> Keyboard:
+    """Just the way back to the main menu."""
+    return [[button(label(context, "main_menu"), cb.MENU.build())]]
+
+
+async def show_notice(
+    update: Update, context: BotContext, template: str, *, new: bool = False, **values: Any
+) -> None:
+    """A short message (not found, hints, ...) with the way back to the main menu."""
+    await show(
+        update, context, render(context, template, **values), menu_keyboard(context), new=new
+    )
+
+
 async def answer(
     update: Update, context: BotContext, text: str | None = None, *, alert: bool = False
 ) -> None:

@@ -20,6 +20,7 @@ from handlers.common import (
     pager,
     render,
     show,
+    show_notice,
     url_button,
 )
 
@@ -149,13 +150,7 @@ async def show_item(
 ) -> bool:
     card = await item_service.item_card(context.uow, context.resident.id, item_id, context.lang)
     if card is None:
-        await show(
-            update,
-            context,
-            render(context, "item_not_found"),
-            [[button(label(context, "main_menu"), cb.MENU.build())]],
-            new=new,
-        )
+        await show_notice(update, context, "item_not_found", new=new)
         return False
     await show(
         update,

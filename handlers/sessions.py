@@ -10,7 +10,17 @@ from telegram.ext import Application
 from bot import callbacks as cb
 from bot.context import BotContext
 from domain import sessions as session_service
-from handlers.common import Keyboard, button, label, on_callback, pager, render, show, url_button
+from handlers.common import (
+    Keyboard,
+    button,
+    label,
+    on_callback,
+    pager,
+    render,
+    show,
+    show_notice,
+    url_button,
+)
 
 
 async def show_sessions(update: Update, context: BotContext, page: int) -> None:
@@ -37,13 +47,7 @@ async def show_session(
     tz = context.services.settings.tz
     card = await session_service.session_card(context.uow, session_id, context.lang, tz)
     if card is None:
-        await show(
-            update,
-            context,
-            render(context, "session_not_found"),
-            [[button(label(context, "main_menu"), cb.MENU.build())]],
-            new=new,
-        )
+        await show_notice(update, context, "session_not_found", new=new)
         return
     keyboard: Keyboard = [
         [url_button(label(context, "recording_button", r.title, r.duration_seconds), r.url)]

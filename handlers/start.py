@@ -10,7 +10,15 @@ from bot.context import BotContext
 from domain import items as item_service
 from domain import sessions as session_service
 from handlers import items, sessions
-from handlers.common import Keyboard, button, label, on_callback, render, show
+from handlers.common import (
+    Keyboard,
+    button,
+    label,
+    menu_keyboard,
+    on_callback,
+    render,
+    show,
+)
 
 PRIVATE = filters.ChatType.PRIVATE
 
@@ -89,7 +97,7 @@ async def help_command(update: Update, context: BotContext) -> None:
         update,
         context,
         render(context, "help", is_admin=context.services.is_admin(context.resident.telegram_id)),
-        [[button(label(context, "main_menu"), cb.MENU.build())]],
+        menu_keyboard(context),
     )
 
 
@@ -104,7 +112,7 @@ async def privacy_command(update: Update, context: BotContext) -> None:
             controller=settings.privacy_controller,
             contact=settings.privacy_contact,
         ),
-        [[button(label(context, "main_menu"), cb.MENU.build())]],
+        menu_keyboard(context),
     )
 
 

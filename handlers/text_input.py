@@ -11,7 +11,13 @@ from bot.context import BotContext
 from domain import comments as comment_service
 from domain import items as item_service
 from handlers import comments, search, settings
-from handlers.common import button, label, render, show
+from handlers.common import (
+    button,
+    label,
+    render,
+    show,
+    show_notice,
+)
 
 PRIVATE = filters.ChatType.PRIVATE
 
@@ -47,21 +53,11 @@ async def on_other(update: Update, context: BotContext) -> None:
     if context.resident.awaiting is not None:
         await comments.receive_non_text(update, context)
         return
-    await show(
-        update,
-        context,
-        render(context, "text_hint"),
-        [[button(label(context, "main_menu"), cb.MENU.build())]],
-    )
+    await show_notice(update, context, "text_hint")
 
 
 async def unknown_command(update: Update, context: BotContext) -> None:
-    await show(
-        update,
-        context,
-        render(context, "unknown_command"),
-        [[button(label(context, "main_menu"), cb.MENU.build())]],
-    )
+    await show_notice(update, context, "unknown_command")
 
 
 def register(app: Application) -> None:  # type: ignore[type-arg]
