@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from telegram.ext import Application, CallbackContext, ExtBot
+from telegram.ext import CallbackContext, ExtBot
 
 from bot.processor import UpdateScope, current_scope
 from bot.rendering import Renderer
@@ -67,6 +67,3 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
     @property
     def renderer(self) -> Renderer:
         return self.services.renderer
-
-
-BotApplication = Application[Any, BotContext, Any, Any, Any, Any]

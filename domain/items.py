@@ -10,7 +10,6 @@ from storage.repositories import ItemRow, ItemSort
 from storage.uow import UnitOfWork
 
 ITEMS_PER_PAGE = 8
-SORTS: tuple[ItemSort, ...] = ("support", "new", "discussed")
 
 
 def summary(row: ItemRow, language: str) -> ItemSummary:

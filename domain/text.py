@@ -56,8 +56,3 @@ def language_for(code: str | None) -> str:
 def clean_user_text(text: str) -> str:
     """Strip invisible and control characters (keeps newlines and tabs) and outer blanks."""
     return _INVISIBLE.sub("", unicodedata.normalize("NFC", text)).strip()
-
-
-def utf16_length(text: str) -> int:
-    """Telegram counts message length in UTF-16 code units."""
-    return len(text.encode("utf-16-le")) // 2

@@ -5,7 +5,7 @@ anything moderators change in the bot (such as an item's status)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import selectinload
@@ -29,8 +29,6 @@ from storage.models import (
     utcnow,
 )
 from storage.repositories import Repository
-
-K = TypeVar("K")
 
 
 def _assign(row: Any, values: dict[str, Any]) -> bool:

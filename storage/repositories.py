@@ -38,6 +38,7 @@ from storage.models import (
     ItemSearchText,
     ModerationMessage,
     Resident,
+    SessionItem,
     Support,
     utcnow,
 )
@@ -313,8 +314,6 @@ class ContentRepository(Repository):
         return result.scalar_one_or_none()
 
     async def sessions_of_item(self, item_id: int) -> Sequence[EventSession]:
-        from storage.models import SessionItem
-
         result = await self.session.execute(
             select(EventSession)
             .join(SessionItem, SessionItem.session_id == EventSession.id)
