@@ -10,6 +10,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.context import BotContext, Services
+from bot.delivery.service import Delivery
 from bot.processor import ResidentOrderedProcessor
 from bot.rendering import Renderer
 from bot.settings import Settings
@@ -28,9 +29,13 @@ RESIDENT_COMMANDS = (
     "language",
     "privacy",
     "help",
+    "subscribe",
+    "unsubscribe",
     "cancel",
 )
-MODERATOR_COMMANDS = ("queue",)
+MODERATOR_COMMANDS = ("queue", "broadcast", "digest")
+#: In the moderators' group only the queue works (the rest is done in private chats).
+GROUP_COMMANDS = ("queue",)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 
 
@@ -50,12 +55,28 @@ def build_application(
         .base_file_url(f"{settings.telegram_api_url}/file/bot")
         .context_types(ContextTypes(context=BotContext))
         .concurrent_updates(processor)
-        .post_init(configure_bot_profile)
+        .post_init(_post_init)
+        .post_stop(_post_stop)
         .build()
     )
-    app.bot_data["services"] = Services(settings, database, renderer or Renderer(settings.tz))
+    renderer = renderer or Renderer(settings.tz)
+    delivery = Delivery(settings, database, renderer)
+    app.bot_data["services"] = Services(settings, database, renderer, delivery)
     register_all(app)
     return app
+
+
+async def _post_init(app: Application) -> None:  # type: ignore[type-arg]
+    await configure_bot_profile(app)
+    services: Services = app.bot_data["services"]
+    if services.delivery is not None:
+        await services.delivery.start(app)
+
+
+async def _post_stop(app: Application) -> None:  # type: ignore[type-arg]
+    services: Services = app.bot_data["services"]
+    if services.delivery is not None:
+        await services.delivery.stop()
 
 
 def _commands(renderer: Renderer, language: str, names: tuple[str, ...]) -> list[BotCommand]:
@@ -108,7 +129,7 @@ async def configure_bot_profile(app: Application) -> None:  # type: ignore[type-
         await _optional(
             "setMyCommands moderation chat",
             bot.set_my_commands(
-                _commands(renderer, DEFAULT_LANGUAGE, MODERATOR_COMMANDS),
+                _commands(renderer, DEFAULT_LANGUAGE, GROUP_COMMANDS),
                 scope=BotCommandScopeChat(settings.moderation_chat_id),
             ),
         )

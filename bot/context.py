@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telegram.ext import CallbackContext, ExtBot
 
 from bot.processor import UpdateScope, current_scope
 from bot.rendering import Renderer
+
+if TYPE_CHECKING:
+    from bot.delivery.service import Delivery
 from bot.settings import Settings
 from domain.residents import ResidentInfo
 from storage.uow import Database, UnitOfWork
@@ -20,6 +23,7 @@ class Services:
     settings: Settings
     database: Database
     renderer: Renderer
+    delivery: Delivery | None = None
 
     def is_admin(self, telegram_id: int | None) -> bool:
         """Checked on the server for every admin command and button."""

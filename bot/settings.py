@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/todo-bot.sqlite3"
@@ -48,6 +48,20 @@ class Settings(BaseSettings):
     #: How many updates of different residents are handled at the same time.
     update_concurrency: int = Field(default=32, ge=1, le=512)
     log_level: str = "INFO"
+    #: Messages per second the sender may use for broadcasts (Telegram allows about 30 for
+    #: the whole bot; the rest is left for answering residents).
+    broadcast_max_rate: float = Field(default=25.0, gt=0, le=1000)
+    #: Send broadcasts with allow_paid_broadcast (Telegram Stars), which allows up to 1000/s.
+    broadcast_paid: bool = False
+    #: When the weekly digest goes out: a cron expression (minute hour day month weekday,
+    #: weekday 0 or 7 = Sunday as in cron), in TIMEZONE.
+    digest_cron: str = "0 9 * * mon"
+    #: A digest missed while the bot was down is sent when it comes back within this time.
+    digest_grace_hours: float = Field(default=24.0, ge=0, le=24 * 6)
+    #: Notifications of one resident within this time are merged into one message.
+    notify_delay_seconds: int = Field(default=600, ge=0, le=86400)
+    #: No notifications in this local time window ("22:00-08:00"); empty switches it off.
+    quiet_hours: str = "22:00-08:00"
     #: Shown in /privacy: who is responsible for the data (GDPR controller).
     privacy_controller: str = "Stadt Dortmund – InnoLab Zukunft der Arbeit"
     privacy_contact: str = "datenschutz@dortmund.de"
@@ -88,6 +102,30 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("digest_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from bot.schedule import parse_cron
+
+        parse_cron(value, ZoneInfo("UTC"))  # raises ValueError with the reason
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _valid_quiet_hours(cls, value: str) -> str:
+        from domain.broadcasts import parse_quiet_hours
+
+        parse_quiet_hours(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _rate_within_telegram_limits(self) -> Settings:
+        if not self.broadcast_paid and self.broadcast_max_rate > 30:
+            raise ValueError(
+                "BROADCAST_MAX_RATE above 30 messages per second needs BROADCAST_PAID=true"
+            )
+        return self
 
     @cached_property
     def tz(self) -> ZoneInfo:

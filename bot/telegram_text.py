@@ -7,6 +7,7 @@ import re
 from html.parser import HTMLParser
 
 MESSAGE_LIMIT = 4096
+CAPTION_LIMIT = 1024
 ANSWER_LIMIT = 200
 ELLIPSIS = "…"
 
@@ -28,6 +29,14 @@ class _Tokens(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         self.tokens.append(("text", data, data))
+
+
+def visible_length(markup: str) -> int:
+    """Length of the text a user sees (tags removed, entities decoded), in UTF-16 units."""
+    parser = _Tokens()
+    parser.feed(markup)
+    parser.close()
+    return sum(_units(t[2]) for t in parser.tokens if t[0] == "text")
 
 
 def truncate_html(markup: str, limit: int = MESSAGE_LIMIT) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from domain.broadcasts import notify_followers
 from domain.text import clean_user_text, pick
 from domain.views import Author, CommentView, Page, page_bounds
 from storage.models import COMMENT_MAX
@@ -138,6 +139,15 @@ async def decide(
         row = await uow.comments.get(comment_id)
         if row is None:
             return None
+        if won and approve:
+            # Followers who want to hear right away learn of it (the author knows already).
+            await notify_followers(
+                uow,
+                row.item.id,
+                "comment",
+                {"comment_id": comment_id},
+                exclude_resident_id=row.author.id,
+            )
         await uow.session.refresh(row.comment)
         await uow.session.refresh(row.author)
         return Decision(

@@ -18,6 +18,7 @@ class ResidentInfo:
     language: str
     author: Author
     digest_enabled: bool
+    notify_mode: str = "instant"
     is_new: bool = False
     #: What the bot waits for from this resident (e.g. "comment"), if anything.
     awaiting: str | None = None
@@ -32,6 +33,7 @@ class ResidentInfo:
             language=resident.language,
             author=Author(resident.display_name, resident.pseudonym),
             digest_enabled=resident.digest_enabled,
+            notify_mode=resident.notify_mode,
             is_new=is_new,
             awaiting=awaiting,
         )

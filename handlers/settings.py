@@ -7,11 +7,12 @@ from telegram.ext import Application, CommandHandler, filters
 
 from bot import callbacks as cb
 from bot.context import BotContext
+from domain import broadcasts as broadcast_service
 from domain import residents as resident_service
 from domain.residents import InvalidDisplayName
 from domain.text import LANGUAGES
 from handlers.common import Keyboard, answer, button, label, on_callback, render, show
-from storage.models import DISPLAY_NAME_MAX
+from storage.models import DISPLAY_NAME_MAX, NOTIFY_MODES
 
 AWAITING_NAME = "display_name"
 
@@ -33,6 +34,7 @@ async def show_settings(update: Update, context: BotContext, *, new: bool = Fals
                 cb.DIGEST.build(on=0 if resident.digest_enabled else 1),
             )
         ],
+        [button(label(context, "notify_button", resident.notify_mode), cb.NOTIFY_MENU.build())],
         [button(label(context, "main_menu"), cb.MENU.build())],
     ]
     await show(update, context, render(context, "settings", resident=resident), keyboard, new=new)
@@ -85,6 +87,42 @@ async def digest_button(update: Update, context: BotContext, args: cb.Args) -> N
     await show_settings(update, context)
 
 
+async def notify_menu_button(update: Update, context: BotContext, args: cb.Args) -> None:
+    current = context.resident.notify_mode
+    keyboard: Keyboard = [
+        [button(label(context, "notify_choice", mode, mode == current), cb.NOTIFY.build(mode=mode))]
+        for mode in NOTIFY_MODES
+    ]
+    keyboard.append([button(label(context, "back"), cb.SETTINGS.build())])
+    await show(update, context, render(context, "notify_menu"), keyboard)
+
+
+async def notify_button(update: Update, context: BotContext, args: cb.Args) -> None:
+    await broadcast_service.set_notify_mode(context.uow, context.resident.id, args.text("mode"))
+    await _reload(context)
+    await answer(update, context, label(context, "notify_set"))
+    await show_settings(update, context)
+
+
+async def subscribe_command(update: Update, context: BotContext) -> None:
+    await _set_digest_by_command(update, context, True)
+
+
+async def unsubscribe_command(update: Update, context: BotContext) -> None:
+    await _set_digest_by_command(update, context, False)
+
+
+async def _set_digest_by_command(update: Update, context: BotContext, on: bool) -> None:
+    await resident_service.set_digest(context.uow, context.resident.id, on)
+    await _reload(context)
+    await show(
+        update,
+        context,
+        render(context, "digest_toggled", on=on),
+        [[button(label(context, "menu_settings"), cb.SETTINGS.build())]],
+    )
+
+
 async def name_prompt_button(update: Update, context: BotContext, args: cb.Args) -> None:
     async with context.uow.write():
         await context.uow.conversations.set_awaiting(context.resident.id, AWAITING_NAME, {})
@@ -128,6 +166,10 @@ def register(app: Application) -> None:  # type: ignore[type-arg]
     private = filters.ChatType.PRIVATE
     app.add_handler(CommandHandler("settings", settings_command, filters=private))
     app.add_handler(CommandHandler("language", language_command, filters=private))
+    app.add_handler(CommandHandler("subscribe", subscribe_command, filters=private))
+    app.add_handler(CommandHandler("unsubscribe", unsubscribe_command, filters=private))
+    app.add_handler(on_callback(cb.NOTIFY_MENU, notify_menu_button))
+    app.add_handler(on_callback(cb.NOTIFY, notify_button))
     app.add_handler(on_callback(cb.SETTINGS, settings_button))
     app.add_handler(on_callback(cb.LANGUAGE_MENU, language_menu_button))
     app.add_handler(on_callback(cb.LANGUAGE, language_button))

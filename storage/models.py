@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -36,6 +37,10 @@ NAMING_CONVENTION = {
 
 ITEM_STATUSES = ("open", "in_review", "adopted", "in_progress", "done", "declined", "merged")
 COMMENT_STATUSES = ("pending", "approved", "rejected")
+NOTIFY_MODES = ("instant", "digest", "off")
+BROADCAST_KINDS = ("digest", "announcement", "notification")
+BROADCAST_STATES = ("scheduled", "pending", "running", "done", "cancelled")
+RECIPIENT_STATES = ("pending", "sent", "failed", "skipped")
 KEY_MAX = 32
 COMMENT_MAX = 1000
 DISPLAY_NAME_MAX = 32
@@ -92,6 +97,7 @@ class Resident(Base):
             f"display_name IS NULL OR length(display_name) BETWEEN 1 AND {DISPLAY_NAME_MAX}",
             name="display_name_length",
         ),
+        CheckConstraint(_in("notify_mode", NOTIFY_MODES), name="notify_mode_known"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -100,6 +106,9 @@ class Resident(Base):
     pseudonym: Mapped[int] = mapped_column(Integer, unique=True)
     display_name: Mapped[str | None] = mapped_column(String(DISPLAY_NAME_MAX))
     digest_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    #: How the resident hears about items they follow: right away (merged), only in the
+    #: weekly digest, or not at all.
+    notify_mode: Mapped[str] = mapped_column(String(16), server_default="instant")
     #: Set when Telegram told us the resident blocked the bot; we stop writing to them.
     blocked_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -324,3 +333,111 @@ class ConversationState(Base):
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     last_search: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Broadcast(Base):
+    """Something the bot sends to many people: a digest, an announcement, notifications.
+    The audience is resolved into BroadcastRecipient rows when it starts."""
+
+    __tablename__ = "broadcasts"
+    __table_args__ = (
+        CheckConstraint(_in("kind", BROADCAST_KINDS), name="kind_known"),
+        CheckConstraint(_in("state", BROADCAST_STATES), name="state_known"),
+        CheckConstraint(
+            "total >= 0 AND sent >= 0 AND failed >= 0 AND skipped >= 0", name="counters_positive"
+        ),
+        Index("ix_broadcasts_state_due", "state", "scheduled_for"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    #: Telegram id of the moderator who asked for it (None: the scheduler).
+    requested_by: Mapped[int | None] = mapped_column(BigInteger)
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON)
+    template: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    #: Lower goes first: notifications, then announcements, then the digest.
+    priority: Mapped[int] = mapped_column(Integer, server_default="1")
+    #: Makes a periodic broadcast unique, e.g. "digest:2026-W48".
+    period_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    scheduled_for: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    total: Mapped[int] = mapped_column(Integer, server_default="0")
+    sent: Mapped[int] = mapped_column(Integer, server_default="0")
+    failed: Mapped[int] = mapped_column(Integer, server_default="0")
+    skipped: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: The moderator's progress message, edited while it runs.
+    progress_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class BroadcastRecipient(Base):
+    __tablename__ = "broadcast_recipients"
+    __table_args__ = (
+        CheckConstraint(_in("state", RECIPIENT_STATES), name="state_known"),
+        Index("ix_broadcast_recipients_pending", "broadcast_id", "state", "resident_id"),
+    )
+
+    broadcast_id: Mapped[int] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="CASCADE"), primary_key=True
+    )
+    resident_id: Mapped[int] = mapped_column(
+        ForeignKey("residents.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    language: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    reason: Mapped[str | None] = mapped_column(String(200))
+    sent_at: Mapped[dt.datetime | None]
+    #: Per-recipient parameters (notifications: what happened on which items).
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class BroadcastAsset(Base):
+    """A picture that goes with a broadcast (the digest chart), rendered once per language
+    and uploaded once: afterwards Telegram's file_id is re-sent."""
+
+    __tablename__ = "broadcast_assets"
+
+    broadcast_id: Mapped[int] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="CASCADE"), primary_key=True
+    )
+    language: Mapped[str] = mapped_column(String(8), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    file_id: Mapped[str | None] = mapped_column(String(200))
+
+
+class NotificationEvent(Base):
+    """Something happened on an item a resident follows. Pending events of one resident are
+    merged into one message after a short delay (and outside quiet hours)."""
+
+    __tablename__ = "notification_events"
+    __table_args__ = (Index("ix_notification_events_pending", "broadcast_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resident_id: Mapped[int] = mapped_column(
+        ForeignKey("residents.id", ondelete="CASCADE"), index=True
+    )
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: Set when the event was put into a notification broadcast.
+    broadcast_id: Mapped[int | None] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="SET NULL")
+    )
+
+
+class Lease(Base):
+    """A named lease that one process holds at a time (e.g. "sender"), renewed while alive
+    and taken over when it expires."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime]

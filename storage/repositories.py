@@ -127,6 +127,9 @@ class ResidentRepository(Repository):
     async def set_digest(self, resident_id: int, enabled: bool) -> None:
         await self._set(resident_id, digest_enabled=enabled)
 
+    async def set_notify_mode(self, resident_id: int, mode: str) -> None:
+        await self._set(resident_id, notify_mode=mode)
+
     async def mark_blocked(self, telegram_id: int) -> bool:
         result = await self.session.execute(
             update(Resident)

@@ -10,6 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.content_writer import ContentWriter
 from storage.database import create_engine, write_intent
+from storage.outbox import (
+    ActivityRepository,
+    LeaseRepository,
+    NotificationRepository,
+    OutboxRepository,
+)
 from storage.repositories import (
     CommentRepository,
     ContentRepository,
@@ -32,6 +38,10 @@ class UnitOfWork:
         self.comments = CommentRepository(session)
         self.conversations = ConversationRepository(session)
         self.content_writer = ContentWriter(session)
+        self.outbox = OutboxRepository(session)
+        self.notifications = NotificationRepository(session)
+        self.activity = ActivityRepository(session)
+        self.leases = LeaseRepository(session)
         self._write_depth = 0
 
     @asynccontextmanager

@@ -152,6 +152,8 @@ def make_settings(fake: FakeTelegram, db_url: str, **overrides: Any) -> Settings
         "admin_ids": "900001,900002",
         "timezone": "Europe/Berlin",
         "update_concurrency": 8,
+        # No digest unless a test asks for one (the catch-up job would send this week's).
+        "digest_grace_hours": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -55,6 +55,8 @@ class BotHarness:
         finally:
             await app.updater.stop()
             await app.stop()
+            if app.post_stop is not None:
+                await app.post_stop(app)
             await app.shutdown()
             await database.dispose()
 

@@ -102,6 +102,7 @@ MAXIMAL = {
     "lang": "de",
     "decision": "r",
     "clear": "-",
+    "mode": "instant",
 }
 
 

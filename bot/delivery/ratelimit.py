@@ -1,0 +1,63 @@
+"""Pacing for the sender: at most `rate` messages per second overall, evenly spaced (so no
+one-second window ever holds more, even with a little jitter), at most one message per
+second to one chat, and a pause for everybody when Telegram answers 429."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+class Pacer:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        margin: float = 0.02,
+        tolerance: float = 0.004,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Spreading `rate` sends over 1 + margin seconds keeps every 1-second window
+        # under the limit although requests arrive with some jitter.
+        self.interval = (1.0 + margin) / rate
+        self.tolerance = tolerance
+        self.clock = clock
+        self._next = 0.0
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:  # FIFO: whoever waits longest goes first
+            now = self.clock()
+            if now < self._paused_until:
+                await asyncio.sleep(self._paused_until - now)
+                now = self.clock()
+            start = max(now, self._next)
+            self._next = start + self.interval
+            if start - now > self.tolerance:
+                await asyncio.sleep(start - now)
+
+    def pause(self, seconds: float) -> None:
+        """Telegram said 429: nobody sends until `seconds` have passed."""
+        until = self.clock() + seconds
+        self._paused_until = max(self._paused_until, until)
+        self._next = max(self._next, until)
+
+
+class ChatSpacing:
+    """At most one message per `interval` to the same chat."""
+
+    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._next: dict[int, float] = {}
+
+    async def wait(self, chat_id: int) -> None:
+        now = self.clock()
+        if len(self._next) > 10_000:
+            self._next = {c: t for c, t in self._next.items() if t > now}
+        start = max(now, self._next.get(chat_id, 0.0))
+        self._next[chat_id] = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)

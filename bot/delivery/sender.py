@@ -1,0 +1,451 @@
+"""The sender: delivers every broadcast in the outbox, once per recipient, as fast as the
+rate limit allows, and survives restarts.
+
+- One sender at a time across all processes: it holds the "sender" lease in the database.
+- Recipients are streamed from the database in batches (keyset pagination), so memory does
+  not grow with the audience.
+- Each outcome is written right after the send (a writer task commits whatever has
+  arrived, in one transaction); after a crash only the messages in flight at that moment
+  can go out twice.
+- 429 pauses everybody for `retry_after` and retries the same message; 403 and "chat not
+  found" mark the resident inactive; network errors, timeouts and 5xx are retried with
+  backoff a bounded number of times, then the recipient is marked failed with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import itertools
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.delivery.api import ApiResult, BotApi, Upload
+from bot.delivery.compose import Call, Composer, composer_for
+from bot.delivery.ratelimit import ChatSpacing, Pacer
+from bot.rendering import Renderer
+from domain import broadcasts as broadcast_service
+from storage.models import Broadcast, utcnow
+from storage.outbox import RecipientRow, Result
+from storage.uow import Database
+
+log = logging.getLogger(__name__)
+
+LEASE = "sender"
+
+
+@dataclass
+class SenderConfig:
+    rate: float = 25.0
+    paid: bool = False
+    batch: int = 500
+    max_attempts: int = 4
+    backoff: float = 1.0
+    lease_ttl: float = 10.0
+    poll: float = 2.0
+    progress_every: float = 3.0
+    notify_delay: dt.timedelta = dt.timedelta(seconds=600)
+    quiet: tuple[dt.time, dt.time] | None = None
+    tz: ZoneInfo = dataclasses.field(default_factory=lambda: ZoneInfo("Europe/Berlin"))
+
+    @property
+    def workers(self) -> int:
+        # Enough senders in parallel to use the rate even while some wait a second for
+        # their chat (a digest with a picture is two messages to one chat).
+        return max(4, min(2000, int(self.rate * 1.5) + 4))
+
+
+@dataclass
+class _Active:
+    broadcast: Broadcast
+    composer: Composer
+    task: asyncio.Task[None] | None = None
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    sent_in_run: int = 0
+
+
+class Sender:
+    def __init__(
+        self,
+        database: Database,
+        renderer: Renderer,
+        api: BotApi,
+        bot_username: str,
+        config: SenderConfig,
+        *,
+        holder: str | None = None,
+    ) -> None:
+        self.database = database
+        self.renderer = renderer
+        self.api = api
+        self.bot_username = bot_username
+        self.config = config
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.pacer = Pacer(config.rate)
+        self.spacing = ChatSpacing()
+        self.stats: Counter[str] = Counter()
+        self._lease_until = 0.0
+        self._queue: asyncio.PriorityQueue[tuple[int, int, RecipientRow, Composer]] = (
+            asyncio.PriorityQueue(maxsize=max(2 * config.batch, config.workers * 2))
+        )
+        self._results: asyncio.Queue[tuple[Result | None, int]] = asyncio.Queue()
+        self._seq = itertools.count()
+        self._active: dict[int, _Active] = {}
+        self._outstanding: Counter[int] = Counter()
+        self._settled = asyncio.Condition()
+        self._file_ids: dict[tuple[int, str], str] = {}
+        self._uploads: dict[tuple[int, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._assets: dict[tuple[int, str], bytes] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._step_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ life cycle
+
+    @property
+    def has_lease(self) -> bool:
+        """True while our lease is certainly still ours (renewed at every step)."""
+        return time.monotonic() < self._lease_until
+
+    def wake(self) -> None:
+        """New work (a broadcast was queued in this process): look now, not at the next poll."""
+        self._wake.set()
+
+    def _ensure_tasks(self) -> None:
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"sender-worker-{n}")
+            for n in range(self.config.workers)
+        ]
+        self._tasks.append(asyncio.create_task(self._writer(), name="sender-writer"))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self.step()
+                except Exception:
+                    log.exception("sender step failed; trying again")
+                self._wake.clear()
+                waits = [
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(self._wake.wait()),
+                ]
+                await asyncio.wait(
+                    waits, timeout=self.config.poll, return_when=asyncio.FIRST_COMPLETED
+                )
+                for w in waits:
+                    w.cancel()
+        finally:
+            await self.close()
+
+    async def drain(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Deliver everything that is due now, then return (for tests and tools)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                await self.step()
+                tasks = [a.task for a in self._active.values() if a.task is not None]
+                if not tasks:
+                    return
+                await asyncio.wait(tasks, timeout=self.config.poll)
+
+    async def close(self) -> None:
+        for active in list(self._active.values()):
+            if active.task is not None:
+                active.task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(
+            *self._tasks, *(a.task for a in self._active.values() if a.task), return_exceptions=True
+        )
+        self._tasks = []
+        self._active.clear()
+        if self.has_lease:
+            self._lease_until = 0.0
+            try:
+                async with self.database.uow() as uow, uow.write():
+                    await uow.leases.release(LEASE, self.holder)
+            except Exception:
+                log.warning("could not release the sender lease")
+
+    # ------------------------------------------------------------------ one round
+
+    async def step(self) -> None:
+        """Hold the lease, queue due notifications, start due broadcasts."""
+        async with self._step_lock:
+            await self._step()
+
+    async def _step(self) -> None:
+        now = utcnow()
+        asked = time.monotonic()
+        async with self.database.uow() as uow:
+            async with uow.write():
+                held = await uow.leases.acquire(
+                    LEASE, self.holder, dt.timedelta(seconds=self.config.lease_ttl), now
+                )
+            # Trust the lease a little less long than it lasts (clocks, slow commits).
+            self._lease_until = asked + 0.8 * self.config.lease_ttl if held else 0.0
+            if not held:
+                return
+            await broadcast_service.flush_notifications(
+                uow,
+                now,
+                delay=self.config.notify_delay,
+                quiet=self.config.quiet,
+                tz=self.config.tz,
+            )
+            due = await uow.outbox.due(now)
+        for broadcast in due:
+            if broadcast.id not in self._active:
+                self._ensure_tasks()
+                await self._start(broadcast)
+
+    async def _start(self, broadcast: Broadcast) -> None:
+        async with self.database.uow() as uow:
+            if broadcast.state in ("pending", "scheduled"):
+                async with uow.write():
+                    await uow.outbox.start(broadcast.id, utcnow())
+            fresh = await uow.outbox.get(broadcast.id)
+            if fresh is None or fresh.state != "running":
+                return
+            assets = await uow.outbox.assets(fresh.id)
+        for language, asset in assets.items():
+            self._assets[(fresh.id, language)] = asset.data
+            if asset.file_id:
+                self._file_ids[(fresh.id, language)] = asset.file_id
+        composer = composer_for(
+            fresh,
+            self.renderer,
+            self.bot_username,
+            paid=self.config.paid,
+            chart_languages=set(assets),
+        )
+        active = _Active(fresh, composer)
+        self._active[fresh.id] = active
+        active.task = asyncio.create_task(self._stream(active), name=f"broadcast-{fresh.id}")
+
+    async def _stream(self, active: _Active) -> None:
+        broadcast = active.broadcast
+        progress = _Progress(self, broadcast) if broadcast.progress_chat_id else None
+        try:
+            if progress:
+                await progress.update()
+            after = 0
+            while self.has_lease:
+                async with self.database.uow() as uow:
+                    rows = await uow.outbox.pending(broadcast.id, after, self.config.batch)
+                    if rows:
+                        await active.composer.prepare(uow, rows)
+                if not rows:
+                    break
+                for row in rows:
+                    self._outstanding[broadcast.id] += 1
+                    await self._queue.put(
+                        (broadcast.priority, next(self._seq), row, active.composer)
+                    )
+                    if progress:
+                        await progress.maybe_update()
+                after = rows[-1].resident_id
+            async with self._settled:
+                await self._settled.wait_for(lambda: self._outstanding[broadcast.id] == 0)
+            if self.has_lease:
+                async with self.database.uow() as uow, uow.write():
+                    finished = await uow.outbox.finish(broadcast.id, utcnow())
+                if finished and progress:
+                    await progress.update(final=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("broadcast %s interrupted; it continues at the next round", broadcast.id)
+        finally:
+            self._active.pop(broadcast.id, None)
+            self._outstanding.pop(broadcast.id, None)
+
+    # ------------------------------------------------------------------ sending
+
+    async def _worker(self) -> None:
+        while True:
+            _, _, row, composer = await self._queue.get()
+            result: Result | None
+            try:
+                result = await self._deliver(row, composer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("delivering to one recipient failed")
+                result = Result(
+                    row.broadcast_id,
+                    row.resident_id,
+                    "failed",
+                    f"internal error: {type(exc).__name__}",
+                    row.attempts + 1,
+                )
+            await self._results.put((result, row.broadcast_id))
+
+    async def _deliver(self, row: RecipientRow, composer: Composer) -> Result | None:
+        """Send everything this recipient gets. None: not sent because the lease is gone
+        (the row stays pending for whoever holds it now)."""
+        calls = composer.calls(row)
+        if not calls:
+            return Result(row.broadcast_id, row.resident_id, "skipped", "nothing to send")
+        attempts = row.attempts
+        for call in calls:
+            while True:
+                if not self.has_lease:
+                    return None
+                await self.spacing.wait(row.chat_id)
+                await self.pacer.acquire()
+                answer = await self._send(call, row.broadcast_id)
+                self.stats["calls"] += 1
+                if answer.ok:
+                    break
+                self.stats[f"error_{answer.error_code}"] += 1
+                if answer.error_code == 429:
+                    self.pacer.pause(float(answer.retry_after or 1))
+                    continue
+                if answer.chat_gone:
+                    return Result(
+                        row.broadcast_id,
+                        row.resident_id,
+                        "skipped",
+                        answer.description or "chat gone",
+                        attempts + 1,
+                        inactive_chat_id=row.chat_id,
+                    )
+                attempts += 1
+                if not answer.transient or attempts >= self.config.max_attempts:
+                    return Result(
+                        row.broadcast_id, row.resident_id, "failed", _reason(answer), attempts
+                    )
+                await asyncio.sleep(self.config.backoff * 2 ** (attempts - 1))
+        self.stats["sent"] += 1
+        active = self._active.get(row.broadcast_id)
+        if active is not None:
+            active.sent_in_run += 1
+        return Result(row.broadcast_id, row.resident_id, "sent", None, attempts + 1)
+
+    async def _send(self, call: Call, broadcast_id: int) -> ApiResult:
+        if call.asset_language is None:
+            return await self.api.call(call.method, call.params)
+        key = (broadcast_id, call.asset_language)
+        if key in self._file_ids:
+            return await self.api.call(call.method, {**call.params, "photo": self._file_ids[key]})
+        async with self._uploads[key]:  # one upload; everyone after that re-sends the file_id
+            if key in self._file_ids:
+                return await self.api.call(
+                    call.method, {**call.params, "photo": self._file_ids[key]}
+                )
+            answer = await self.api.call(
+                call.method, call.params, Upload("photo", "chart.png", self._assets[key])
+            )
+            file_id = _photo_file_id(answer)
+            if file_id:
+                self._file_ids[key] = file_id
+                async with self.database.uow() as uow, uow.write():
+                    await uow.outbox.set_file_id(broadcast_id, call.asset_language, file_id)
+            return answer
+
+    async def _writer(self) -> None:
+        while True:
+            batch = [await self._results.get()]
+            while len(batch) < 200 and not self._results.empty():
+                batch.append(self._results.get_nowait())
+            results = [r for r, _ in batch if r is not None]
+            for attempt in range(6):
+                try:
+                    if results:
+                        async with self.database.uow() as uow, uow.write():
+                            await uow.outbox.record(results, utcnow())
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("writing delivery results failed (attempt %d)", attempt + 1)
+                    await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+            async with self._settled:
+                for _, broadcast_id in batch:
+                    self._outstanding[broadcast_id] -= 1
+                self._settled.notify_all()
+
+
+def _reason(answer: ApiResult) -> str:
+    code = f"{answer.error_code} " if answer.error_code else ""
+    return f"{code}{answer.description}".strip()[:200] or "unknown error"
+
+
+def _photo_file_id(answer: ApiResult) -> str | None:
+    if not answer.ok or not isinstance(answer.result, dict):
+        return None
+    sizes = answer.result.get("photo") or []
+    if sizes and isinstance(sizes[-1], dict):
+        return str(sizes[-1].get("file_id") or "") or None
+    return None
+
+
+class _Progress:
+    """The moderator's progress message: sent / failed / remaining, rate, time left."""
+
+    def __init__(self, sender: Sender, broadcast: Broadcast) -> None:
+        self.sender = sender
+        self.broadcast_id = broadcast.id
+        self.chat_id = broadcast.progress_chat_id
+        self.message_id = broadcast.progress_message_id
+        self.requested_by = broadcast.requested_by
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.language: str | None = None
+
+    async def maybe_update(self) -> None:
+        if time.monotonic() - self.last >= self.sender.config.progress_every:
+            await self.update()
+
+    async def update(self, *, final: bool = False) -> None:
+        self.last = time.monotonic()
+        if self.chat_id is None:
+            return
+        sender = self.sender
+        async with sender.database.uow() as uow:
+            broadcast = await uow.outbox.get(self.broadcast_id)
+            if broadcast is None:
+                return
+            if self.language is None:
+                requester = (
+                    await uow.residents.by_telegram_id(self.requested_by)
+                    if self.requested_by
+                    else None
+                )
+                self.language = requester.language if requester else "de"
+        active = sender._active.get(self.broadcast_id)
+        elapsed = max(0.001, time.monotonic() - (active.started if active else self.started))
+        sent_now = active.sent_in_run if active else 0
+        rate = sent_now / elapsed
+        remaining = max(0, broadcast.total - broadcast.sent - broadcast.failed - broadcast.skipped)
+        values: dict[str, Any] = {
+            "broadcast": broadcast,
+            "remaining": remaining,
+            "rate": rate,
+            "seconds_left": int(remaining / rate) if rate > 0 else None,
+            "final": final,
+        }
+        text = sender.renderer.render("broadcast_progress", self.language, **values)
+        params: dict[str, Any] = {"chat_id": self.chat_id, "text": text, "parse_mode": "HTML"}
+        if self.message_id is None:
+            answer = await sender.api.call("sendMessage", params)
+            if answer.ok and isinstance(answer.result, dict):
+                self.message_id = int(answer.result["message_id"])
+                async with sender.database.uow() as uow, uow.write():
+                    await uow.outbox.set_progress_message(
+                        self.broadcast_id, self.chat_id, self.message_id
+                    )
+            return
+        await sender.api.call("editMessageText", {**params, "message_id": self.message_id})
