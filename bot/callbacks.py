@@ -83,6 +83,17 @@ NOTIFY = Route("stm", ("mode", r"instant|digest|off"))
 NAME_PROMPT = Route("stn")
 NAME_CLEAR = Route("stn", ("clear", r"-"))
 MODERATE = Route("mod", ("decision", r"[ar]"), ("cid", _ID))
+#: A moderator's announcement draft (`draft` tells an old keyboard from the current one).
+#: Audience codes: all · L<language> · F<field id> · I<item id> · item (ask for the key) ·
+#: fields (choose one) · menu (the audience menu).
+BROADCAST_AUDIENCE = Route(
+    "bca", ("draft", _ID), ("aud", rf"all|item|fields|menu|L[a-z]{{2}}|F{_ID}|I{_ID}")
+)
+BROADCAST_SEND = Route("bcs", ("draft", _ID))
+BROADCAST_SCHEDULE = Route("bct", ("draft", _ID))
+BROADCAST_CONFIRM = Route("bcc", ("draft", _ID))
+#: Cancel a queued or scheduled broadcast.
+BROADCAST_STOP = Route("bcx", ("bid", _ID))
 
 
 def item_list_origin(field_id: int, sort: str, page: int) -> str:

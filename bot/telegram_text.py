@@ -78,3 +78,172 @@ def shorten(text: str, limit: int) -> str:
     """Plain text (button labels, callback answers) cut to `limit` characters."""
     text = re.sub(r"\s+", " ", text).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
+
+
+# --------------------------------------------------------------------------- validating HTML
+
+#: Telegram's HTML subset (https://core.telegram.org/bots/api#html-style).
+HTML_TAGS = frozenset(
+    {
+        "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler",
+        "a", "code", "pre", "blockquote", "tg-emoji",
+    }
+)  # fmt: skip
+#: Tags that cannot hold other tags (except <pre><code class="language-…">).
+_NO_CHILDREN = frozenset({"code", "pre", "tg-emoji"})
+_LINK_SCHEMES = ("http://", "https://", "tg://")
+_NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
+_ENTITY = re.compile(r"&(?:([A-Za-z]+)|#([0-9]{1,8})|#[xX]([0-9a-fA-F]{1,8}));")
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+_ATTR_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_UNQUOTED = re.compile(r"[^\s>\"'=<`]+")
+_SPACE = " \t\r\n"
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _entity_at(text: str, pos: int, end: int) -> int:
+    """The end of the character reference at text[pos] == "&"."""
+    match = _ENTITY.match(text, pos, end)
+    if match is None:
+        raise _Invalid("bad_entity")
+    name, dec, hexa = match.groups()
+    if name is not None:
+        if name not in _NAMED_ENTITIES:
+            raise _Invalid(f"bad_entity:&{name};")
+        return match.end()
+    code = int(dec) if dec is not None else int(hexa, 16)
+    if code == 0 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+        raise _Invalid("bad_entity")
+    return match.end()
+
+
+def _attr_value(text: str, start: int, end: int) -> str:
+    out, i = [], start
+    while i < end:
+        amp = text.find("&", i, end)
+        if amp < 0:
+            out.append(text[i:end])
+            break
+        out.append(text[i:amp])
+        i = _entity_at(text, amp, end)
+        out.append(html.unescape(text[amp:i]))
+    return "".join(out)
+
+
+def _start_tag(text: str, pos: int) -> tuple[str, dict[str, str], int]:
+    """Parse the start tag at text[pos] == "<": (name, attributes, end)."""
+    match = _TAG_NAME.match(text, pos + 1)
+    if match is None:
+        raise _Invalid("stray_lt")
+    name = match.group(0).lower()
+    if name not in HTML_TAGS:
+        raise _Invalid(f"unsupported_tag:{name}")
+    attrs: dict[str, str] = {}
+    j, n = match.end(), len(text)
+    while True:
+        k = j
+        while k < n and text[k] in _SPACE:
+            k += 1
+        if k >= n:
+            raise _Invalid(f"unfinished_tag:{name}")
+        if text[k] == ">":
+            return name, attrs, k + 1
+        if k == j:  # attributes must be separated from the name and from each other
+            raise _Invalid(f"unfinished_tag:{name}")
+        attr = _ATTR_NAME.match(text, k)
+        if attr is None:
+            raise _Invalid(f"unfinished_tag:{name}")
+        key, j = attr.group(0).lower(), attr.end()
+        value = ""
+        k = j
+        while k < n and text[k] in _SPACE:
+            k += 1
+        if k < n and text[k] == "=":
+            k += 1
+            while k < n and text[k] in _SPACE:
+                k += 1
+            if k < n and text[k] in "\"'":
+                close = text.find(text[k], k + 1)
+                if close < 0:
+                    raise _Invalid(f"unfinished_tag:{name}")
+                value, j = _attr_value(text, k + 1, close), close + 1
+            else:
+                bare = _UNQUOTED.match(text, k)
+                if bare is None:
+                    raise _Invalid(f"unfinished_tag:{name}")
+                value, j = _attr_value(text, k, bare.end()), bare.end()
+        attrs[key] = value
+
+
+def _check_tag(name: str, attrs: dict[str, str], stack: list[tuple[str, dict[str, str]]]) -> None:
+    if name == "span" and attrs.get("class") != "tg-spoiler":
+        raise _Invalid("bad_span")
+    if name == "a":
+        href = attrs.get("href", "").strip()
+        if not href.lower().startswith(_LINK_SCHEMES) or len(href) <= len("tg://"):
+            raise _Invalid("bad_link")
+    if name == "tg-emoji" and not attrs.get("emoji-id", "").isdigit():
+        raise _Invalid("bad_emoji")
+    if not stack:
+        return
+    parent = stack[-1][0]
+    if parent == "pre" and name == "code":
+        return
+    if parent in _NO_CHILDREN:
+        raise _Invalid(f"bad_nesting:{name}")
+    if name in ("a", "blockquote") and any(open_name == name for open_name, _ in stack):
+        raise _Invalid(f"bad_nesting:{name}")
+
+
+def validate_html(text: str) -> str | None:
+    """None if Telegram shows `text` with parse mode HTML, else a short reason as
+    "code" or "code:detail", e.g. "unsupported_tag:div", "not_closed:b", "bad_entity".
+
+    Codes: stray_lt (a "<" that starts no tag), unsupported_tag, unfinished_tag,
+    unexpected_end (a closing tag without its opening tag), not_closed, bad_entity ("&" that
+    is not &lt; &gt; &amp; &quot; or a numeric reference), bad_link (<a> without an http(s)://
+    or tg:// href), bad_span (span without class="tg-spoiler"), bad_emoji (tg-emoji without a
+    numeric emoji-id), bad_nesting (a tag inside code, pre or tg-emoji, a link inside a link,
+    a quote inside a quote)."""
+    stack: list[tuple[str, dict[str, str]]] = []
+    i, n = 0, len(text)
+    try:
+        while i < n:
+            ch = text[i]
+            if ch == "&":
+                i = _entity_at(text, i, n)
+            elif ch == ">":
+                i += 1  # Telegram accepts a bare ">"
+            elif ch != "<":
+                nxt = [p for p in (text.find("<", i), text.find("&", i)) if p >= 0]
+                i = min(nxt) if nxt else n
+            elif text.startswith("</", i):
+                match = _TAG_NAME.match(text, i + 2)
+                if match is None:
+                    raise _Invalid("stray_lt")
+                name = match.group(0).lower()
+                j = match.end()
+                while j < n and text[j] in _SPACE:
+                    j += 1
+                if j >= n or text[j] != ">":
+                    raise _Invalid(f"unfinished_tag:{name}")
+                if not stack or stack[-1][0] != name:
+                    if any(open_name == name for open_name, _ in stack):
+                        raise _Invalid(f"not_closed:{stack[-1][0]}")
+                    raise _Invalid(f"unexpected_end:{name}")
+                stack.pop()
+                i = j + 1
+            else:
+                name, attrs, i = _start_tag(text, i)
+                _check_tag(name, attrs, stack)
+                stack.append((name, attrs))
+    except _Invalid as problem:
+        return problem.reason
+    if stack:
+        return f"not_closed:{stack[-1][0]}"
+    return None

@@ -256,6 +256,8 @@ async def create_digest(
         )
         if broadcast is None:  # another process was quicker
             return None
+        if data.is_empty:
+            broadcast.started_at = broadcast.finished_at = now
         for language, png in pictures.items():
             await uow.outbox.save_asset(broadcast.id, language, png)
         return DigestCreated(broadcast.id, data)

@@ -13,6 +13,9 @@ TOP_ITEMS = 3
 MAX_FOLLOWED = 8
 MAX_NEW_ITEMS = 5
 MAX_MEDIA = 5
+#: Titles in the digest are cut to this length, so that the whole digest stays well within
+#: one message however long the titles are.
+TITLE_MAX = 90
 
 Texts = dict[str, str]
 
@@ -158,6 +161,16 @@ class DigestView:
         return seen
 
 
+async def followed_items(uow: UnitOfWork, resident_ids: list[int]) -> dict[int, set[int]]:
+    """What each subscriber follows, for the "your items" section. Who chose to hear nothing
+    about followed items ("not at all") gets the digest without that section."""
+    return await uow.activity.follows_of(resident_ids, notify_modes=("instant", "digest"))
+
+
+def short(title: str) -> str:
+    return title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1].rstrip() + "…"
+
+
 def personal(data: DigestData, followed: set[int], language: str) -> DigestView | None:
     """The digest for someone following `followed`; None if there is nothing for them."""
     mine = [c for c in data.changes if c.item_id in followed]
@@ -165,7 +178,7 @@ def personal(data: DigestData, followed: set[int], language: str) -> DigestView 
         return None
 
     def line(c: ItemChange) -> ItemLine:
-        return ItemLine(c.key, pick(c.title, language), c.supporters, c.comments)
+        return ItemLine(c.key, short(pick(c.title, language)), c.supporters, c.comments)
 
     return DigestView(
         start=data.start,
@@ -174,11 +187,12 @@ def personal(data: DigestData, followed: set[int], language: str) -> DigestView 
         followed_more=max(0, len(mine) - MAX_FOLLOWED),
         top=[line(c) for c in data.top],
         new_items=[
-            ItemLine(i.key, pick(i.title, language), 0, 0) for i in data.new_items[:MAX_NEW_ITEMS]
+            ItemLine(i.key, short(pick(i.title, language)), 0, 0)
+            for i in data.new_items[:MAX_NEW_ITEMS]
         ],
         new_items_more=max(0, len(data.new_items) - MAX_NEW_ITEMS),
         media=[
-            MediaLine(m.key, pick(m.title, language), m.recordings, m.highlights)
+            MediaLine(m.key, short(pick(m.title, language)), m.recordings, m.highlights)
             for m in data.media[:MAX_MEDIA]
         ],
     )

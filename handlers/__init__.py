@@ -6,6 +6,7 @@ from __future__ import annotations
 from telegram.ext import Application
 
 from handlers import (
+    broadcast,
     comments,
     errors,
     gate,
@@ -30,6 +31,7 @@ FEATURES = (
     my_items,
     settings,
     moderation,
+    broadcast,
     text_input,
     errors,
 )

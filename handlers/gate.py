@@ -18,7 +18,16 @@ from domain import residents as resident_service
 log = logging.getLogger(__name__)
 
 #: Buttons that belong to the prompt the bot is waiting on (pressing them keeps it).
-KEEPS_PROMPT = (cb.CANCEL, cb.NAME_CLEAR, cb.NOOP)
+KEEPS_PROMPT = (
+    cb.CANCEL,
+    cb.NAME_CLEAR,
+    cb.NOOP,
+    cb.BROADCAST_AUDIENCE,
+    cb.BROADCAST_SEND,
+    cb.BROADCAST_SCHEDULE,
+    cb.BROADCAST_CONFIRM,
+    cb.BROADCAST_STOP,
+)
 
 
 def _in_moderation_chat(update: Update, context: BotContext) -> bool:

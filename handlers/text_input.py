@@ -10,7 +10,7 @@ from bot import callbacks as cb
 from bot.context import BotContext
 from domain import comments as comment_service
 from domain import items as item_service
-from handlers import comments, search, settings
+from handlers import broadcast, comments, search, settings
 from handlers.common import (
     button,
     label,
@@ -34,6 +34,8 @@ async def on_text(update: Update, context: BotContext) -> None:
         await search.receive_query(update, context, text)
     elif awaiting == settings.AWAITING_NAME:
         await settings.receive_name(update, context, text)
+    elif awaiting in broadcast.AWAITING:
+        await broadcast.receive_text(update, context)
     else:
         await show(
             update,
@@ -50,6 +52,9 @@ async def on_text(update: Update, context: BotContext) -> None:
 
 async def on_other(update: Update, context: BotContext) -> None:
     """Stickers, photos, voice notes, …: we only understand text."""
+    if context.resident.awaiting in broadcast.AWAITING:
+        await broadcast.receive_non_text(update, context)
+        return
     if context.resident.awaiting is not None:
         await comments.receive_non_text(update, context)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -247,31 +248,40 @@ class OutboxRepository(Repository):
 
     async def record(self, results: Sequence[Result], now: dt.datetime) -> None:
         """Write outcomes; a row counts once (only a pending row changes), so a repeated
-        result cannot inflate the counters."""
-        counts: dict[tuple[int, str], int] = {}
+        result cannot inflate the counters. Outcomes that are alike (most are "sent") are
+        written with one statement."""
+        groups: dict[tuple[int, str, str | None, int], list[int]] = defaultdict(list)
         for result in results:
+            reason = result.reason[:200] if result.reason else None
+            groups[(result.broadcast_id, result.state, reason, result.attempts)].append(
+                result.resident_id
+            )
+        counts: Counter[tuple[int, str]] = Counter()
+        for (broadcast_id, state, reason, attempts), resident_ids in groups.items():
             changed = await self.session.execute(
                 update(BroadcastRecipient)
                 .where(
-                    BroadcastRecipient.broadcast_id == result.broadcast_id,
-                    BroadcastRecipient.resident_id == result.resident_id,
+                    BroadcastRecipient.broadcast_id == broadcast_id,
+                    BroadcastRecipient.resident_id.in_(resident_ids),
                     BroadcastRecipient.state == "pending",
                 )
                 .values(
-                    state=result.state,
-                    reason=(result.reason or None) and result.reason[:200],
-                    attempts=result.attempts,
-                    sent_at=now if result.state == "sent" else None,
+                    state=state,
+                    reason=reason,
+                    attempts=attempts,
+                    sent_at=now if state == "sent" else None,
                 )
                 .returning(BroadcastRecipient.resident_id)
+                .execution_options(synchronize_session=False)
             )
-            if changed.scalar_one_or_none() is not None:
-                key = (result.broadcast_id, result.state)
-                counts[key] = counts.get(key, 0) + 1
+            counts[(broadcast_id, state)] += len(changed.all())
         for (broadcast_id, state), n in counts.items():
             column = getattr(Broadcast, state)
             await self.session.execute(
-                update(Broadcast).where(Broadcast.id == broadcast_id).values({column: column + n})
+                update(Broadcast)
+                .where(Broadcast.id == broadcast_id)
+                .values({column: column + n})
+                .execution_options(synchronize_session=False)
             )
         inactive = {r.inactive_chat_id for r in results if r.inactive_chat_id is not None}
         if inactive:
@@ -279,6 +289,7 @@ class OutboxRepository(Repository):
                 update(Resident)
                 .where(Resident.telegram_id.in_(inactive), Resident.blocked_at.is_(None))
                 .values(blocked_at=now)
+                .execution_options(synchronize_session=False)
             )
 
     async def remaining(self, broadcast_id: int) -> int:
@@ -527,12 +538,20 @@ class ActivityRepository(Repository):
         )
         return [(f, counts.get(f.id, 0)) for f in fields.scalars()]
 
-    async def follows_of(self, resident_ids: Sequence[int]) -> dict[int, set[int]]:
+    async def follows_of(
+        self, resident_ids: Sequence[int], notify_modes: Sequence[str] | None = None
+    ) -> dict[int, set[int]]:
+        """Items each resident follows (only residents with one of `notify_modes`)."""
         if not resident_ids:
             return {}
-        result = await self.session.execute(
-            select(Follow.resident_id, Follow.item_id).where(Follow.resident_id.in_(resident_ids))
+        stmt = select(Follow.resident_id, Follow.item_id).where(
+            Follow.resident_id.in_(resident_ids)
         )
+        if notify_modes is not None:
+            stmt = stmt.join(Resident, Resident.id == Follow.resident_id).where(
+                Resident.notify_mode.in_(notify_modes)
+            )
+        result = await self.session.execute(stmt)
         follows: dict[int, set[int]] = {}
         for resident_id, item_id in result:
             follows.setdefault(resident_id, set()).add(item_id)

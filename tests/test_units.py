@@ -103,6 +103,9 @@ MAXIMAL = {
     "decision": "r",
     "clear": "-",
     "mode": "instant",
+    "draft": 999_999_999,
+    "aud": "F999999999",
+    "bid": 999_999_999,
 }
 
 

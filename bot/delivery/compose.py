@@ -10,7 +10,7 @@ from markupsafe import Markup
 
 from bot.rendering import Renderer
 from bot.telegram_text import CAPTION_LIMIT, visible_length
-from domain.digest import DigestData, personal
+from domain.digest import DigestData, followed_items, personal
 from domain.text import pick
 from storage.models import Broadcast
 from storage.outbox import RecipientRow
@@ -141,7 +141,7 @@ class DigestComposer(_Base):
         return self._data
 
     async def prepare(self, uow: UnitOfWork, rows: list[RecipientRow]) -> None:
-        self._follows = await uow.activity.follows_of([r.resident_id for r in rows])
+        self._follows = await followed_items(uow, [r.resident_id for r in rows])
 
     def calls(self, row: RecipientRow) -> list[Call] | None:
         return self.calls_for(row.chat_id, row.language, self._follows.get(row.resident_id, set()))

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 
 class Pacer:
@@ -29,14 +31,14 @@ class Pacer:
 
     async def acquire(self) -> None:
         async with self._lock:  # FIFO: whoever waits longest goes first
-            now = self.clock()
-            if now < self._paused_until:
-                await asyncio.sleep(self._paused_until - now)
+            # Look again after every wait: a 429 may have paused everybody meanwhile.
+            while True:
                 now = self.clock()
-            start = max(now, self._next)
-            self._next = start + self.interval
-            if start - now > self.tolerance:
+                start = max(now, self._next, self._paused_until)
+                if start - now <= self.tolerance:
+                    break
                 await asyncio.sleep(start - now)
+            self._next = start + self.interval
 
     def pause(self, seconds: float) -> None:
         """Telegram said 429: nobody sends until `seconds` have passed."""
@@ -46,18 +48,34 @@ class Pacer:
 
 
 class ChatSpacing:
-    """At most one message per `interval` to the same chat."""
+    """At most one message per `interval` to the same chat, counted from the moment it goes
+    out: `async with spacing.turn(chat_id): await pacer.acquire()` right before sending, so
+    that neither the wait for the overall pace nor a second message to the same chat in
+    another worker can squeeze two messages together."""
 
     def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
         self.interval = interval
         self.clock = clock
         self._next: dict[int, float] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._users: Counter[int] = Counter()
 
-    async def wait(self, chat_id: int) -> None:
-        now = self.clock()
-        if len(self._next) > 10_000:
-            self._next = {c: t for c, t in self._next.items() if t > now}
-        start = max(now, self._next.get(chat_id, 0.0))
-        self._next[chat_id] = start + self.interval
-        if start > now:
-            await asyncio.sleep(start - now)
+    @asynccontextmanager
+    async def turn(self, chat_id: int) -> AsyncIterator[None]:
+        self._users[chat_id] += 1
+        lock = self._locks.setdefault(chat_id, asyncio.Lock())
+        try:
+            async with lock:
+                now = self.clock()
+                if len(self._next) > 10_000:
+                    self._next = {c: t for c, t in self._next.items() if t > now}
+                start = self._next.get(chat_id, 0.0)
+                if start > now:
+                    await asyncio.sleep(start - now)
+                yield
+                self._next[chat_id] = self.clock() + self.interval
+        finally:
+            self._users[chat_id] -= 1
+            if not self._users[chat_id]:
+                del self._users[chat_id]
+                del self._locks[chat_id]

@@ -92,6 +92,9 @@ class Sender:
         self.pacer = Pacer(config.rate)
         self.spacing = ChatSpacing()
         self.stats: Counter[str] = Counter()
+        #: When the first and the last recipient of this process's run were delivered.
+        self.first_sent_at: float | None = None
+        self.last_sent_at: float | None = None
         self._lease_until = 0.0
         self._queue: asyncio.PriorityQueue[tuple[int, int, RecipientRow, Composer]] = (
             asyncio.PriorityQueue(maxsize=max(2 * config.batch, config.workers * 2))
@@ -107,6 +110,8 @@ class Sender:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._step_lock = asyncio.Lock()
+        #: The results the writer is committing right now.
+        self._writing: list[Result] = []
 
     # ------------------------------------------------------------------ life cycle
 
@@ -170,6 +175,7 @@ class Sender:
         )
         self._tasks = []
         self._active.clear()
+        await self._write_leftovers()
         if self.has_lease:
             self._lease_until = 0.0
             try:
@@ -237,9 +243,11 @@ class Sender:
     async def _stream(self, active: _Active) -> None:
         broadcast = active.broadcast
         progress = _Progress(self, broadcast) if broadcast.progress_chat_id else None
+        ticker: asyncio.Task[None] | None = None
         try:
             if progress:
                 await progress.update()
+                ticker = asyncio.create_task(progress.keep_updating())
             after = 0
             while self.has_lease:
                 async with self.database.uow() as uow:
@@ -253,11 +261,11 @@ class Sender:
                     await self._queue.put(
                         (broadcast.priority, next(self._seq), row, active.composer)
                     )
-                    if progress:
-                        await progress.maybe_update()
                 after = rows[-1].resident_id
             async with self._settled:
                 await self._settled.wait_for(lambda: self._outstanding[broadcast.id] == 0)
+            if ticker is not None:
+                ticker.cancel()
             if self.has_lease:
                 async with self.database.uow() as uow, uow.write():
                     finished = await uow.outbox.finish(broadcast.id, utcnow())
@@ -268,6 +276,8 @@ class Sender:
         except Exception:
             log.exception("broadcast %s interrupted; it continues at the next round", broadcast.id)
         finally:
+            if ticker is not None:
+                ticker.cancel()
             self._active.pop(broadcast.id, None)
             self._outstanding.pop(broadcast.id, None)
 
@@ -303,9 +313,7 @@ class Sender:
             while True:
                 if not self.has_lease:
                     return None
-                await self.spacing.wait(row.chat_id)
-                await self.pacer.acquire()
-                answer = await self._send(call, row.broadcast_id)
+                answer = await self._send(call, row)
                 self.stats["calls"] += 1
                 if answer.ok:
                     break
@@ -329,31 +337,62 @@ class Sender:
                     )
                 await asyncio.sleep(self.config.backoff * 2 ** (attempts - 1))
         self.stats["sent"] += 1
+        self.last_sent_at = time.monotonic()
+        if self.first_sent_at is None:
+            self.first_sent_at = self.last_sent_at
         active = self._active.get(row.broadcast_id)
         if active is not None:
             active.sent_in_run += 1
         return Result(row.broadcast_id, row.resident_id, "sent", None, attempts + 1)
 
-    async def _send(self, call: Call, broadcast_id: int) -> ApiResult:
+    async def _pace(self, chat_id: int) -> None:
+        """Wait for the chat's turn and the overall pace; the message goes out right after."""
+        async with self.spacing.turn(chat_id):
+            await self.pacer.acquire()
+
+    async def _send(self, call: Call, row: RecipientRow) -> ApiResult:
         if call.asset_language is None:
+            await self._pace(row.chat_id)
             return await self.api.call(call.method, call.params)
-        key = (broadcast_id, call.asset_language)
-        if key in self._file_ids:
-            return await self.api.call(call.method, {**call.params, "photo": self._file_ids[key]})
-        async with self._uploads[key]:  # one upload; everyone after that re-sends the file_id
-            if key in self._file_ids:
-                return await self.api.call(
-                    call.method, {**call.params, "photo": self._file_ids[key]}
-                )
-            answer = await self.api.call(
-                call.method, call.params, Upload("photo", "chart.png", self._assets[key])
-            )
-            file_id = _photo_file_id(answer)
-            if file_id:
-                self._file_ids[key] = file_id
+        key = (row.broadcast_id, call.asset_language)
+        if key not in self._file_ids:
+            # One upload; everyone after that re-sends the file_id. Waiting for it comes
+            # before pacing, so the waiting ones do not all go out at once afterwards.
+            async with self._uploads[key]:
+                if key not in self._file_ids:
+                    await self._pace(row.chat_id)
+                    answer = await self.api.call(
+                        call.method, call.params, Upload("photo", "chart.png", self._assets[key])
+                    )
+                    file_id = _photo_file_id(answer)
+                    if file_id:
+                        self._file_ids[key] = file_id
+                        async with self.database.uow() as uow, uow.write():
+                            await uow.outbox.set_file_id(
+                                row.broadcast_id, call.asset_language, file_id
+                            )
+                    return answer
+        await self._pace(row.chat_id)
+        return await self.api.call(call.method, {**call.params, "photo": self._file_ids[key]})
+
+    async def _write_leftovers(self) -> None:
+        """On a graceful stop: record what was delivered but not written yet (including a
+        batch the writer was cancelled in), so that a restart does not send it again.
+        Recording is idempotent, so a batch that did commit does no harm."""
+        leftovers = list(self._writing)
+        while not self._results.empty():
+            result, _ = self._results.get_nowait()
+            if result is not None:
+                leftovers.append(result)
+        self._writing = []
+        if not leftovers:
+            return
+        try:
+            async with asyncio.timeout(10):
                 async with self.database.uow() as uow, uow.write():
-                    await uow.outbox.set_file_id(broadcast_id, call.asset_language, file_id)
-            return answer
+                    await uow.outbox.record(leftovers, utcnow())
+        except Exception:
+            log.warning("could not record %d delivered messages on stop", len(leftovers))
 
     async def _writer(self) -> None:
         while True:
@@ -361,6 +400,7 @@ class Sender:
             while len(batch) < 200 and not self._results.empty():
                 batch.append(self._results.get_nowait())
             results = [r for r, _ in batch if r is not None]
+            self._writing = results
             for attempt in range(6):
                 try:
                     if results:
@@ -372,6 +412,7 @@ class Sender:
                 except Exception:
                     log.exception("writing delivery results failed (attempt %d)", attempt + 1)
                     await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+            self._writing = []
             async with self._settled:
                 for _, broadcast_id in batch:
                     self._outstanding[broadcast_id] -= 1
@@ -402,15 +443,20 @@ class _Progress:
         self.message_id = broadcast.progress_message_id
         self.requested_by = broadcast.requested_by
         self.started = time.monotonic()
-        self.last = 0.0
         self.language: str | None = None
 
-    async def maybe_update(self) -> None:
-        if time.monotonic() - self.last >= self.sender.config.progress_every:
-            await self.update()
+    async def keep_updating(self) -> None:
+        """Edit the message every few seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.sender.config.progress_every)
+            try:
+                await self.update()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("updating the progress message failed", exc_info=True)
 
     async def update(self, *, final: bool = False) -> None:
-        self.last = time.monotonic()
         if self.chat_id is None:
             return
         sender = self.sender

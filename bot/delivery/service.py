@@ -20,7 +20,7 @@ from bot.schedule import parse_cron, previous_fire
 from bot.settings import Settings
 from domain import broadcasts as broadcast_service
 from domain.broadcasts import DigestCreated, parse_quiet_hours, week_key
-from domain.digest import DigestData, collect
+from domain.digest import DigestData, collect, followed_items
 from domain.text import LANGUAGES, pick
 from storage.models import Broadcast, utcnow
 from storage.uow import Database
@@ -28,6 +28,9 @@ from storage.uow import Database
 log = logging.getLogger(__name__)
 
 CATCH_UP_EVERY = 300.0
+#: How late the scheduler's own run may come and still count as on time (the grace period
+#: only decides about catching up a digest missed while the bot was down).
+ON_TIME = dt.timedelta(minutes=1)
 
 
 class Delivery:
@@ -66,7 +69,7 @@ class Delivery:
                 job_kwargs={
                     "trigger": self.trigger,
                     "coalesce": True,
-                    "misfire_grace_time": int(self.grace.total_seconds()) or 1,
+                    "misfire_grace_time": int(max(self.grace, ON_TIME).total_seconds()),
                 },
                 name="weekly-digest",
             )
@@ -90,16 +93,19 @@ class Delivery:
     # ------------------------------------------------------------------ the digest
 
     async def _digest_job(self, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await self.check_digest(utcnow())
+        # Run a moment after the cron time: on time even when the grace period is 0.
+        await self.check_digest(utcnow(), grace=max(self.grace, ON_TIME))
 
     async def _catch_up_job(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.check_digest(utcnow())
 
-    async def check_digest(self, now: dt.datetime) -> DigestCreated | None:
+    async def check_digest(
+        self, now: dt.datetime, *, grace: dt.timedelta | None = None
+    ) -> DigestCreated | None:
         """Create this week's digest if its time has come (and is not longer ago than the
         grace period) and it does not exist yet."""
         fired = previous_fire(self.trigger, now)
-        if fired is None or now - fired > self.grace:
+        if fired is None or now - fired > (self.grace if grace is None else grace):
             return None
         return await self.create_digest(week_key(fired, self.settings.tz), now)
 
@@ -144,7 +150,7 @@ class Delivery:
         async with self.database.uow() as uow:
             start = await broadcast_service.digest_period_start(uow, now)
             data = await collect(uow, start, now)
-            follows = await uow.activity.follows_of([resident_id])
+            follows = await followed_items(uow, [resident_id])
         broadcast = Broadcast(id=0, kind="digest", params={"data": data.to_json()})
         pictures = await self.charts(data) if data.has_chart else {}
         composer = DigestComposer(
