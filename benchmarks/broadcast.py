@@ -266,10 +266,14 @@ async def run_ours(name: str, recipients: int, allowed: int, *, paid: bool) -> R
 
 async def run_ptb(name: str, messages: int, allowed: int, *, in_flight: int, limiter: bool) -> Row:
     """The baseline: python-telegram-bot's Bot.send_message against the same server."""
+    import logging
+
     from telegram import Bot
     from telegram.ext import AIORateLimiter, ExtBot
     from telegram.request import HTTPXRequest
 
+    # AIORateLimiter logs every 429 with a traceback; we count them instead.
+    logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
     fake = FakeServer(allowed)
     try:
         request = HTTPXRequest(connection_pool_size=max(8, in_flight))

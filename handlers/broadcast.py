@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,65 +19,30 @@ from telegram.ext import Application, CommandHandler, filters
 from bot import callbacks as cb
 from bot.context import BotContext
 from bot.telegram_text import validate_html, visible_length
+from domain import announcements
 from domain import broadcasts as broadcast_service
 from domain import comments as comment_service
 from domain import items as item_service
+from domain.announcements import (
+    AWAITING_CHOICE,
+    AWAITING_ITEM,
+    AWAITING_TEXT,
+    AWAITING_TIME,
+    TEXT_LIMIT,
+    Draft,
+    new_draft_id,
+    parse_local_time,
+)
 from domain.broadcasts import Audience, week_key
 from domain.text import LANGUAGES, pick
 from handlers.common import Keyboard, answer, button, label, on_callback, render, show
 from storage.models import utcnow
 
-AWAITING_TEXT = "broadcast_text"
-AWAITING_CHOICE = "broadcast_choice"  # buttons: audience, send, schedule
-AWAITING_ITEM = "broadcast_item"
-AWAITING_TIME = "broadcast_time"
-AWAITING = (AWAITING_TEXT, AWAITING_CHOICE, AWAITING_ITEM, AWAITING_TIME)
-#: Visible characters of an announcement (the frame around it must fit into one message).
-TEXT_LIMIT = 3500
 #: Entities Telegram detects by itself: a message with only these is taken as typed HTML.
 AUTO_ENTITIES = frozenset(
     {"mention", "hashtag", "cashtag", "bot_command", "url", "email", "phone_number"}
 )
 _ITEM_KEY = re.compile(r"^[A-Za-z0-9-]{1,32}$")
-_TIME_FORMATS = ("%Y-%m-%d %H:%M", "%d.%m.%Y %H:%M")
-
-
-# --------------------------------------------------------------------------- the draft
-
-
-@dataclass(frozen=True)
-class Draft:
-    id: int
-    html: str = ""
-    audience: Audience | None = None
-    at: dt.datetime | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "draft": self.id,
-            "html": self.html,
-            "audience": self.audience.to_json() if self.audience else None,
-            "at": self.at.isoformat() if self.at else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> Draft | None:
-        try:
-            assert data is not None
-            audience = data.get("audience")
-            at = data.get("at")
-            return cls(
-                id=int(data["draft"]),
-                html=str(data.get("html") or ""),
-                audience=Audience.from_json(audience) if audience else None,
-                at=dt.datetime.fromisoformat(at) if at else None,
-            )
-        except (AssertionError, KeyError, TypeError, ValueError):
-            return None
-
-
-def new_draft_id() -> int:
-    return secrets.randbelow(999_999_999) + 1
 
 
 def audience_code(audience: Audience) -> str:
@@ -101,17 +65,6 @@ def parse_audience_code(code: str) -> Audience | None:
         return Audience("field", field_id=int(code[1:]))
     if code[:1] == "I" and code[1:].isdigit():
         return Audience("item", item_id=int(code[1:]))
-    return None
-
-
-def parse_local_time(text: str, tz: ZoneInfo) -> dt.datetime | None:
-    """ "2026-05-18 09:30" or "18.05.2026 09:30" in the bot's time zone, as an aware time."""
-    cleaned = " ".join(text.replace("T", " ").split())
-    for pattern in _TIME_FORMATS:
-        try:
-            return dt.datetime.strptime(cleaned, pattern).replace(tzinfo=tz)
-        except ValueError:
-            continue
     return None
 
 
@@ -152,24 +105,16 @@ def _cancel_row(context: BotContext) -> list[Any]:
 
 
 async def _save(context: BotContext, awaiting: str, draft: Draft) -> None:
-    async with context.uow.write():
-        await context.uow.conversations.set_awaiting(context.resident.id, awaiting, draft.to_json())
+    await announcements.save_draft(context.uow, context.resident.id, awaiting, draft)
 
 
 async def _stored(context: BotContext) -> tuple[str, Draft] | None:
-    state = await context.uow.conversations.get(context.resident.id)
-    if state is None or state.awaiting not in AWAITING:
-        return None
-    draft = Draft.from_json(state.payload)
-    return (state.awaiting, draft) if draft is not None else None
+    return await announcements.stored_draft(context.uow, context.resident.id)
 
 
 async def _current(context: BotContext, args: cb.Args) -> tuple[str, Draft] | None:
     """The draft a button belongs to: None if it is not the one being written (any more)."""
-    stored = await _stored(context)
-    if stored is None or stored[1].id != args.number("draft") or not stored[1].html:
-        return None
-    return stored
+    return await announcements.draft_for(context.uow, context.resident.id, args.number("draft"))
 
 
 def _example_time(context: BotContext) -> dt.datetime:
@@ -483,31 +428,17 @@ async def schedule_button(update: Update, context: BotContext, args: cb.Args) ->
 
 async def _queue(
     update: Update, context: BotContext, args: cb.Args, *, scheduled: bool
-) -> tuple[int, int, Draft] | None:
-    """Take the draft (once, however often the button is pressed) and queue it."""
+) -> announcements.Queued | None:
     user, chat = update.effective_user, update.effective_chat
     assert user is not None and chat is not None
-    uow = context.uow
-    async with uow.write():
-        current = await _current(context, args)
-        if current is None or current[0] != AWAITING_CHOICE or current[1].audience is None:
-            return None
-        awaiting, draft = current
-        if scheduled and (draft.at is None or draft.at <= utcnow()):
-            return None
-        if await uow.conversations.take_awaiting(context.resident.id, awaiting) is None:
-            return None
-        assert draft.audience is not None
-        broadcast_id = await broadcast_service.create_announcement(
-            uow,
-            requested_by=user.id,
-            html=draft.html,
-            audience=draft.audience,
-            scheduled_for=draft.at if scheduled else None,
-            progress_chat_id=chat.id,
-        )
-        count = await broadcast_service.count_audience(uow, draft.audience)
-    return broadcast_id, count, draft
+    return await announcements.queue_draft(
+        context.uow,
+        context.resident.id,
+        args.number("draft"),
+        requested_by=user.id,
+        progress_chat_id=chat.id,
+        scheduled=scheduled,
+    )
 
 
 async def send_button(update: Update, context: BotContext, args: cb.Args) -> None:

@@ -8,6 +8,7 @@ from telegram.ext import Application, MessageHandler, filters
 
 from bot import callbacks as cb
 from bot.context import BotContext
+from domain import announcements
 from domain import comments as comment_service
 from domain import items as item_service
 from handlers import broadcast, comments, search, settings
@@ -34,7 +35,7 @@ async def on_text(update: Update, context: BotContext) -> None:
         await search.receive_query(update, context, text)
     elif awaiting == settings.AWAITING_NAME:
         await settings.receive_name(update, context, text)
-    elif awaiting in broadcast.AWAITING:
+    elif awaiting in announcements.AWAITING:
         await broadcast.receive_text(update, context)
     else:
         await show(
@@ -52,7 +53,7 @@ async def on_text(update: Update, context: BotContext) -> None:
 
 async def on_other(update: Update, context: BotContext) -> None:
     """Stickers, photos, voice notes, …: we only understand text."""
-    if context.resident.awaiting in broadcast.AWAITING:
+    if context.resident.awaiting in announcements.AWAITING:
         await broadcast.receive_non_text(update, context)
         return
     if context.resident.awaiting is not None:

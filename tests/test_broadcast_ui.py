@@ -16,13 +16,8 @@ from bot import callbacks as cb
 from bot.telegram_text import validate_html
 from domain import items as item_service
 from domain import residents as resident_service
-from handlers.broadcast import (
-    Draft,
-    announcement_html,
-    audience_code,
-    parse_audience_code,
-    parse_local_time,
-)
+from domain.announcements import Draft, parse_local_time
+from handlers.broadcast import announcement_html, audience_code, parse_audience_code
 from storage.models import Broadcast, ConversationState, Resident, utcnow
 from tests.conftest import make_settings
 from tests.fake_telegram import ApiCall, FakeTelegram

@@ -34,11 +34,14 @@ class Pacer:
             # Look again after every wait: a 429 may have paused everybody meanwhile.
             while True:
                 now = self.clock()
-                start = max(now, self._next, self._paused_until)
-                if start - now <= self.tolerance:
+                slot = max(self._next, self._paused_until)
+                if slot - now <= self.tolerance:
                     break
-                await asyncio.sleep(start - now)
-            self._next = start + self.interval
+                await asyncio.sleep(slot - now)
+            # Keep to the schedule: waking up a little late (sleep overshoots by a
+            # millisecond or so) must not push every later send back, or the rate drifts
+            # below the limit. After an idle spell the schedule starts again from now.
+            self._next = max(slot, now - self.tolerance) + self.interval
 
     def pause(self, seconds: float) -> None:
         """Telegram said 429: nobody sends until `seconds` have passed."""
