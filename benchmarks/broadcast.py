@@ -249,6 +249,13 @@ async def run_ours(name: str, recipients: int, allowed: int, *, paid: bool) -> R
         # bookkeeping are in "elapsed" too, printed separately).
         window = run.summary["send_window"] or run.summary["elapsed"]
         achieved = (stats["messages"] - 1) / window if stats["messages"] > 1 else 0.0
+        if stats.get("tightest"):
+            tightest = stats["tightest"]
+            print(
+                f"{name}: tightest {allowed + 1} sends within {tightest['seconds']:.4f} s, "
+                f"{tightest['after']:.1f} s after the first",
+                file=sys.stderr,
+            )
         return Row(
             name,
             "to:DO sender",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 from collections import Counter
 from typing import Any
@@ -26,6 +27,7 @@ async def serve(port: int, rate: int | None, window: float, delay: float) -> Non
     if rate:
         fake.rate_limit = (rate, window)
     received: Counter[int] = Counter()
+    arrivals: list[float] = []  # when each send was answered (for the tightest window)
     seen = 0
 
     def collect() -> None:
@@ -33,6 +35,8 @@ async def serve(port: int, rate: int | None, window: float, delay: float) -> Non
         for call in fake.calls[seen:]:
             if call.ok and call.method.lower() in SENDS and isinstance(call.chat_id, int):
                 received[call.chat_id] += 1
+            if call.method.lower() in SENDS and len(arrivals) < 1_000_000:
+                arrivals.append(call.timestamp)
         fake.calls.clear()
         fake._store.clear()
         seen = 0
@@ -46,17 +50,23 @@ async def serve(port: int, rate: int | None, window: float, delay: float) -> Non
             "duplicates": duplicates,
             "rate_limited": fake.stats["rate_limited"],
             "chat_ids": sorted(received) if params.get("with_ids") else [],
+            "tightest": _tightest(arrivals, rate) if rate else None,
         }
 
     def reset(params: dict[str, Any]) -> bool:
         collect()
         received.clear()
+        arrivals.clear()
         fake.stats["rate_limited"] = 0
         return True
 
     fake.set_handler("benchStats", stats)
     fake.set_handler("benchReset", reset)
     await _start_on_port(fake, port)
+    # Fewer garbage-collector pauses: a pause delays the processing of requests that arrived
+    # in time, which makes them look too close together to the rate limit.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     print(f"ready {fake.url} {fake.token}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -67,6 +77,17 @@ async def serve(port: int, rate: int | None, window: float, delay: float) -> Non
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
     await fake.stop()
+
+
+def _tightest(arrivals: list[float], n: int) -> dict[str, float] | None:
+    """The shortest time in which n + 1 sends arrived (a strict limiter wants > window),
+    and when that was, counted from the first send."""
+    if len(arrivals) <= n:
+        return None
+    ordered = sorted(arrivals)
+    spans = [(ordered[i] - ordered[i - n], i) for i in range(n, len(ordered))]
+    span, at = min(spans)
+    return {"seconds": span, "after": ordered[at] - ordered[0]}
 
 
 async def _start_on_port(fake: FakeTelegram, port: int) -> None:

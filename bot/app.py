@@ -67,8 +67,9 @@ def build_application(
 
 
 async def _post_init(app: Application) -> None:  # type: ignore[type-arg]
-    await configure_bot_profile(app)
     services: Services = app.bot_data["services"]
+    services.renderer.warm_up()
+    await configure_bot_profile(app)
     if services.delivery is not None:
         await services.delivery.start(app)
 

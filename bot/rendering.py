@@ -61,6 +61,16 @@ class Renderer:
             value.astimezone(self.tz), pattern, locale=_locale(language), tzinfo=self.tz
         )
 
+    def warm_up(self) -> int:
+        """Compile every template now (tens of milliseconds each the first time), so that
+        no update and no broadcast waits for it later. Returns how many there are."""
+        names = self.env.list_templates(extensions=["html", "txt"])
+        for name in names:
+            self.env.get_template(name)
+        for language in LANGUAGES:
+            self._globals(language)
+        return len(names)
+
     @property
     def languages(self) -> tuple[str, ...]:
         return LANGUAGES

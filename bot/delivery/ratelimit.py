@@ -16,14 +16,18 @@ class Pacer:
         self,
         rate: float,
         *,
-        margin: float = 0.02,
-        tolerance: float = 0.004,
+        margin: float = 0.025,
+        tolerance: float = 0.002,
+        catch_up: float = 0.008,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Spreading `rate` sends over 1 + margin seconds keeps every 1-second window
         # under the limit although requests arrive with some jitter.
         self.interval = (1.0 + margin) / rate
         self.tolerance = tolerance
+        #: Up to this late, a send still counts as on schedule. Together with `tolerance`
+        #: it must stay well below `margin` seconds (see acquire).
+        self.catch_up = catch_up
         self.clock = clock
         self._next = 0.0
         self._paused_until = 0.0
@@ -38,10 +42,13 @@ class Pacer:
                 if slot - now <= self.tolerance:
                     break
                 await asyncio.sleep(slot - now)
-            # Keep to the schedule: waking up a little late (sleep overshoots by a
-            # millisecond or so) must not push every later send back, or the rate drifts
-            # below the limit. After an idle spell the schedule starts again from now.
-            self._next = max(slot, now - self.tolerance) + self.interval
+            # Keep to the schedule: a send that wakes up a little late (sleep overshoots by
+            # a millisecond or so) must not push every later send back, or the rate drifts
+            # below the limit; slots are counted from the schedule, never from the actual
+            # (late) send, so sends are never closer together than the schedule allows.
+            # After an idle spell or a long stall the schedule starts again from now.
+            late = now - slot
+            self._next = (now if late > self.catch_up else slot) + self.interval
 
     def pause(self, seconds: float) -> None:
         """Telegram said 429: nobody sends until `seconds` have passed."""

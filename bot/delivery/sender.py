@@ -124,9 +124,14 @@ class Sender:
         """New work (a broadcast was queued in this process): look now, not at the next poll."""
         self._wake.set()
 
-    def _ensure_tasks(self) -> None:
+    async def _ensure_tasks(self) -> None:
         if self._tasks:
             return
+        # Get ready before the first send: a cold connection (TCP, TLS) or a template
+        # compiled between two sends (which stalls the event loop) makes a send arrive
+        # late, and a late send counts as too close to the later ones at Telegram's end.
+        self.renderer.warm_up()
+        await self.api.call("getMe", {})
         self._tasks = [
             asyncio.create_task(self._worker(), name=f"sender-worker-{n}")
             for n in range(self.config.workers)
@@ -213,7 +218,7 @@ class Sender:
             due = await uow.outbox.due(now)
         for broadcast in due:
             if broadcast.id not in self._active:
-                self._ensure_tasks()
+                await self._ensure_tasks()
                 await self._start(broadcast)
 
     async def _start(self, broadcast: Broadcast) -> None:
