@@ -14,6 +14,7 @@ from bot.delivery.service import Delivery
 from bot.processor import ResidentOrderedProcessor
 from bot.rendering import Renderer
 from bot.settings import Settings
+from domain import staff as staff_service
 from domain.text import DEFAULT_LANGUAGE, LANGUAGES
 from handlers import register_all
 from storage.uow import Database
@@ -25,6 +26,8 @@ RESIDENT_COMMANDS = (
     "menu",
     "search",
     "myitems",
+    "goals",
+    "propose",
     "settings",
     "language",
     "privacy",
@@ -33,7 +36,19 @@ RESIDENT_COMMANDS = (
     "unsubscribe",
     "cancel",
 )
-MODERATOR_COMMANDS = ("queue", "broadcast", "digest")
+MODERATOR_COMMANDS = (
+    "queue",
+    "status",
+    "goal",
+    "progress",
+    "helpers",
+    "broadcast",
+    "digest",
+    "stats",
+    "export",
+    "audit",
+)
+ADMIN_COMMANDS = ("mod",)
 #: In the moderators' group only the queue works (the rest is done in private chats).
 GROUP_COMMANDS = ("queue",)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
@@ -80,6 +95,14 @@ async def _post_stop(app: Application) -> None:  # type: ignore[type-arg]
         await services.delivery.stop()
 
 
+def staff_commands(renderer: Renderer, language: str, role: str) -> list[BotCommand]:
+    """The command menu of a moderator (admins also get /mod)."""
+    names: tuple[str, ...] = RESIDENT_COMMANDS + MODERATOR_COMMANDS
+    if role == staff_service.ADMIN:
+        names += ADMIN_COMMANDS
+    return _commands(renderer, language, names)
+
+
 def _commands(renderer: Renderer, language: str, names: tuple[str, ...]) -> list[BotCommand]:
     return [BotCommand(name, renderer.label(language, "cmd_" + name, limit=256)) for name in names]
 
@@ -96,6 +119,8 @@ async def configure_bot_profile(app: Application) -> None:  # type: ignore[type-
     """Command menus per role and language, descriptions. None of it may stop start-up."""
     services: Services = app.bot_data["services"]
     renderer, settings, bot = services.renderer, services.settings, app.bot
+    async with services.database.uow() as uow:
+        members = await staff_service.staff(uow, settings.admin_ids)
     for language in LANGUAGES:
         # Telegram shows the list for the user's app language; all others get the default,
         # which is English (German speakers get German through language_code "de").
@@ -118,12 +143,13 @@ async def configure_bot_profile(app: Application) -> None:  # type: ignore[type-
                 renderer.label(language, "bot_short_description", limit=120), language_code=code
             ),
         )
-        moderator = _commands(renderer, language, RESIDENT_COMMANDS + MODERATOR_COMMANDS)
-        for admin in sorted(settings.admin_ids):
+        for member, role in sorted(members.items()):
             await _optional(
-                "setMyCommands admin",
+                "setMyCommands staff",
                 bot.set_my_commands(
-                    moderator, scope=BotCommandScopeChat(admin), language_code=code
+                    staff_commands(renderer, language, role),
+                    scope=BotCommandScopeChat(member),
+                    language_code=code,
                 ),
             )
     if settings.moderation_chat_id is not None:

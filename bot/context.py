@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from bot.delivery.service import Delivery
 from bot.settings import Settings
 from domain.residents import ResidentInfo
+from domain.staff import can_manage_roles, can_moderate
 from storage.uow import Database, UnitOfWork
 
 
@@ -24,10 +25,6 @@ class Services:
     database: Database
     renderer: Renderer
     delivery: Delivery | None = None
-
-    def is_admin(self, telegram_id: int | None) -> bool:
-        """Checked on the server for every admin command and button."""
-        return telegram_id is not None and telegram_id in self.settings.admin_ids
 
     def today(self) -> dt.date:
         return dt.datetime.now(self.settings.tz).date()
@@ -62,6 +59,24 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
     @resident.setter
     def resident(self, value: ResidentInfo) -> None:
         self.scope.resident = value
+
+    @property
+    def role(self) -> str | None:
+        """The staff role of whoever sent this update ("admin", "moderator" or None)."""
+        scope = current_scope.get()
+        if scope is None:
+            return None
+        return scope.resident.role if scope.resident is not None else scope.role
+
+    @property
+    def is_moderator(self) -> bool:
+        """Checked on the server for every moderator command and button."""
+        return can_moderate(self.role)
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins may also manage roles."""
+        return can_manage_roles(self.role)
 
     @property
     def lang(self) -> str:

@@ -25,6 +25,8 @@ class UpdateScope:
 
     uow: UnitOfWork
     resident: ResidentInfo | None = None
+    #: The sender's staff role when there is no resident (in the moderators' group).
+    role: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -72,6 +72,21 @@ async def notify_followers(
         )
 
 
+async def notify_goal_followers(
+    uow: UnitOfWork,
+    goal_id: int,
+    kind: str,
+    params: dict[str, Any] | None = None,
+) -> int:
+    """Tell the followers of a goal and of all its items ("goal" formed, "progress"), each
+    resident once."""
+    async with uow.write():
+        item_ids = await uow.goals.item_ids(goal_id)
+        return await uow.notifications.add_for_goal(
+            goal_id, item_ids, kind, params or {}, now=utcnow()
+        )
+
+
 async def flush_notifications(
     uow: UnitOfWork,
     now: dt.datetime,
@@ -100,9 +115,15 @@ async def flush_notifications(
         events = await uow.notifications.take(residents, broadcast.id)
         chats = await uow.notifications.chat_ids(residents)
         merged: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for resident_id, item_id, kind, params, created_at in events:
+        for resident_id, item_id, goal_id, kind, params, created_at in events:
             merged[resident_id].append(
-                {"item_id": item_id, "kind": kind, "params": params, "at": created_at.isoformat()}
+                {
+                    "item_id": item_id,
+                    "goal_id": goal_id,
+                    "kind": kind,
+                    "params": params,
+                    "at": created_at.isoformat(),
+                }
             )
         await uow.outbox.add_recipients(
             broadcast.id,

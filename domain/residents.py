@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from domain.staff import effective_role
 from domain.text import LANGUAGES, clean_user_text, language_for
 from domain.views import Author
 from storage.models import DISPLAY_NAME_MAX, Resident
@@ -22,10 +24,18 @@ class ResidentInfo:
     is_new: bool = False
     #: What the bot waits for from this resident (e.g. "comment"), if anything.
     awaiting: str | None = None
+    #: "admin", "moderator" or None (see domain.staff).
+    role: str | None = None
+    banned: bool = False
 
     @classmethod
     def of(
-        cls, resident: Resident, *, is_new: bool = False, awaiting: str | None = None
+        cls,
+        resident: Resident,
+        *,
+        is_new: bool = False,
+        awaiting: str | None = None,
+        role: str | None = None,
     ) -> ResidentInfo:
         return cls(
             id=resident.id,
@@ -36,25 +46,33 @@ class ResidentInfo:
             notify_mode=resident.notify_mode,
             is_new=is_new,
             awaiting=awaiting,
+            role=role,
+            banned=resident.banned_at is not None,
         )
 
 
 async def enter(
-    uow: UnitOfWork, telegram_id: int, language_code: str | None, today: dt.date
+    uow: UnitOfWork,
+    telegram_id: int,
+    language_code: str | None,
+    today: dt.date,
+    admin_ids: Iterable[int] = (),
 ) -> ResidentInfo:
     """The resident behind an update, created on first contact with the language their
-    Telegram uses. Marks them seen today (one write a day at most)."""
+    Telegram uses, with their role. Marks them seen today (one write a day at most)."""
     found = await uow.residents.with_state(telegram_id)
+    stored_role: str | None = None
+    awaiting: str | None = None
     if found is not None:
-        resident, awaiting = found
+        resident, awaiting, stored_role = found
+        role = effective_role(telegram_id, stored_role, admin_ids)
         if resident.last_seen_on == today and resident.blocked_at is None:
-            return ResidentInfo.of(resident, awaiting=awaiting)
-    else:
-        awaiting = None
+            return ResidentInfo.of(resident, awaiting=awaiting, role=role)
     async with uow.write():
         resident, created = await uow.residents.ensure(telegram_id, language_for(language_code))
         await uow.residents.touch(resident.id, today)
-    return ResidentInfo.of(resident, is_new=created, awaiting=awaiting)
+    role = effective_role(telegram_id, stored_role, admin_ids)
+    return ResidentInfo.of(resident, is_new=created, awaiting=awaiting, role=role)
 
 
 async def set_language(uow: UnitOfWork, resident_id: int, language: str) -> bool:
@@ -102,12 +120,13 @@ async def mark_blocked(uow: UnitOfWork, telegram_id: int) -> bool:
         return await uow.residents.mark_blocked(telegram_id)
 
 
-async def reload(uow: UnitOfWork, resident_id: int) -> ResidentInfo | None:
-    resident = await uow.residents.get(resident_id)
+async def reload(uow: UnitOfWork, previous: ResidentInfo) -> ResidentInfo:
+    """The resident's settings as stored now (after a change), keeping role and prompt."""
+    resident = await uow.residents.get(previous.id)
     if resident is None:
-        return None
+        return previous
     await uow.session.refresh(resident)
-    return ResidentInfo.of(resident)
+    return ResidentInfo.of(resident, awaiting=previous.awaiting, role=previous.role)
 
 
 async def languages_of(uow: UnitOfWork, telegram_ids: list[int]) -> dict[int, str]:

@@ -81,8 +81,7 @@ def announcement_html(message: Message) -> str:
 
 
 def _is_admin(update: Update, context: BotContext) -> bool:
-    user = update.effective_user
-    return user is not None and context.services.is_admin(user.id)
+    return context.is_moderator
 
 
 async def _refuse(update: Update, context: BotContext) -> None:

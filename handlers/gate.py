@@ -14,6 +14,7 @@ from bot import callbacks as cb
 from bot.context import BotContext
 from domain import comments as comment_service
 from domain import residents as resident_service
+from domain import staff as staff_service
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,15 @@ async def gate(update: Update, context: BotContext) -> None:
         if update.callback_query is not None:
             await update.callback_query.answer()
         raise ApplicationHandlerStop
-    if chat.type != ChatType.PRIVATE and not context.services.is_admin(user.id):
-        # A non-moderator in the moderators' group: refused by the handler, and not stored.
-        return
+    admin_ids = context.services.settings.admin_ids
+    if chat.type != ChatType.PRIVATE:
+        role = await staff_service.role_of(context.uow, user.id, admin_ids)
+        if not staff_service.can_moderate(role):
+            # A non-moderator in the moderators' group: refused by the handler, not stored.
+            return
+        context.scope.role = role
     context.resident = await resident_service.enter(
-        context.uow, user.id, user.language_code, context.services.today()
+        context.uow, user.id, user.language_code, context.services.today(), admin_ids
     )
     await _leave_prompt_when_navigating(update, context)
 

@@ -14,6 +14,7 @@ from bot import callbacks as cb
 from bot.context import BotContext
 from domain import comments as comment_service
 from domain import residents as resident_service
+from domain import staff as staff_service
 from domain.text import DEFAULT_LANGUAGE
 from domain.views import CommentView
 from handlers.common import NO_PREVIEW, Keyboard, answer, button, label, on_callback, render, show
@@ -44,9 +45,9 @@ async def _targets(context: BotContext) -> dict[int, str]:
     settings = context.services.settings
     if settings.moderation_chat_id is not None:
         return {settings.moderation_chat_id: DEFAULT_LANGUAGE}
-    admins = sorted(settings.admin_ids)
-    languages = await resident_service.languages_of(context.uow, admins)
-    return {admin: languages.get(admin, DEFAULT_LANGUAGE) for admin in admins}
+    members = sorted(await staff_service.staff(context.uow, settings.admin_ids))
+    languages = await resident_service.languages_of(context.uow, members)
+    return {member: languages.get(member, DEFAULT_LANGUAGE) for member in members}
 
 
 async def _send_for_review(
@@ -135,7 +136,7 @@ async def _tell_author(
 
 async def decide_button(update: Update, context: BotContext, args: cb.Args) -> None:
     user = update.effective_user
-    if user is None or not context.services.is_admin(user.id):
+    if user is None or not context.is_moderator:
         await answer(update, context, label(context, "not_allowed"), alert=True)
         return
     comment_id = args.number("cid")
@@ -184,7 +185,7 @@ async def queue_command(update: Update, context: BotContext) -> None:
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return
-    if not context.services.is_admin(user.id):
+    if not context.is_moderator:
         await show(update, context, render(context, "not_allowed"))
         return
     language = context.lang if chat.type == chat.PRIVATE else DEFAULT_LANGUAGE

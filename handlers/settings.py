@@ -18,9 +18,7 @@ AWAITING_NAME = "display_name"
 
 
 async def _reload(context: BotContext) -> None:
-    resident = await resident_service.reload(context.uow, context.resident.id)
-    if resident is not None:
-        context.resident = resident
+    context.resident = await resident_service.reload(context.uow, context.resident)
 
 
 async def show_settings(update: Update, context: BotContext, *, new: bool = False) -> None:

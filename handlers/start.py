@@ -96,7 +96,7 @@ async def help_command(update: Update, context: BotContext) -> None:
     await show(
         update,
         context,
-        render(context, "help", is_admin=context.services.is_admin(context.resident.telegram_id)),
+        render(context, "help", is_admin=context.is_moderator),
         menu_keyboard(context),
     )
 

@@ -36,7 +36,12 @@ NAMING_CONVENTION = {
 }
 
 ITEM_STATUSES = ("open", "in_review", "adopted", "in_progress", "done", "declined", "merged")
-COMMENT_STATUSES = ("pending", "approved", "rejected")
+#: "hidden": reported by enough residents, waiting for a moderator's decision.
+COMMENT_STATUSES = ("pending", "approved", "rejected", "hidden")
+PROPOSAL_STATUSES = ("pending", "approved", "rejected")
+GOAL_STATUSES = ("planned", "active", "paused", "done")
+ROLES = ("admin", "moderator")
+NOTE_MAX = 1000
 NOTIFY_MODES = ("instant", "digest", "off")
 BROADCAST_KINDS = ("digest", "announcement", "notification")
 BROADCAST_STATES = ("scheduled", "pending", "running", "done", "cancelled")
@@ -111,6 +116,8 @@ class Resident(Base):
     notify_mode: Mapped[str] = mapped_column(String(16), server_default="instant")
     #: Set when Telegram told us the resident blocked the bot; we stop writing to them.
     blocked_at: Mapped[dt.datetime | None]
+    #: Banned by a moderator: can still read, but not support, comment or propose.
+    banned_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen_on: Mapped[dt.date | None] = mapped_column(Date)
 
@@ -234,8 +241,10 @@ class Item(Base):
     comment_count: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: Set when the item was merged into another one (status "merged").
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"))
 
-    action_field: Mapped[ActionField] = relationship(lazy="raise")
+    action_field: Mapped[ActionField] = relationship(lazy="raise", foreign_keys=[action_field_id])
 
 
 class ItemSearchText(Base):
@@ -310,11 +319,17 @@ class ModerationMessage(Base):
     """Where a pending comment was shown to moderators, so every copy can show the decision."""
 
     __tablename__ = "moderation_messages"
-    __table_args__ = (UniqueConstraint("chat_id", "message_id"),)
+    __table_args__ = (
+        UniqueConstraint("chat_id", "message_id"),
+        CheckConstraint("(comment_id IS NULL) <> (proposal_id IS NULL)", name="one_subject"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    comment_id: Mapped[int] = mapped_column(
+    comment_id: Mapped[int | None] = mapped_column(
         ForeignKey("comments.id", ondelete="CASCADE"), index=True
+    )
+    proposal_id: Mapped[int | None] = mapped_column(
+        ForeignKey("proposals.id", ondelete="CASCADE"), index=True
     )
     chat_id: Mapped[int] = mapped_column(BigInteger)
     message_id: Mapped[int] = mapped_column(BigInteger)
@@ -416,13 +431,17 @@ class NotificationEvent(Base):
     merged into one message after a short delay (and outside quiet hours)."""
 
     __tablename__ = "notification_events"
-    __table_args__ = (Index("ix_notification_events_pending", "broadcast_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_notification_events_pending", "broadcast_id", "created_at"),
+        CheckConstraint("item_id IS NOT NULL OR goal_id IS NOT NULL", name="has_subject"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     resident_id: Mapped[int] = mapped_column(
         ForeignKey("residents.id", ondelete="CASCADE"), index=True
     )
-    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    goal_id: Mapped[int | None] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -441,3 +460,197 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime]
+
+
+class ItemUpdate(Base):
+    """A dated change of an item's status, with a note: the item card's history."""
+
+    __tablename__ = "item_updates"
+    __table_args__ = (
+        CheckConstraint(_in("status", ITEM_STATUSES), name="status_known"),
+        CheckConstraint(f"note IS NULL OR length(note) <= {NOTE_MAX}", name="note_length"),
+        Index("ix_item_updates_item_created", "item_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    previous_status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Goal(Base):
+    """What the InnoLab makes out of one or more items."""
+
+    __tablename__ = "goals"
+    __table_args__ = (
+        CheckConstraint(_in("status", GOAL_STATUSES), name="status_known"),
+        CheckConstraint("progress BETWEEN 0 AND 100", name="progress_percent"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(KEY_MAX), unique=True)
+    title: Mapped[dict[str, str]]
+    description: Mapped[dict[str, str]]
+    action_field_id: Mapped[int] = mapped_column(
+        ForeignKey("action_fields.id", ondelete="RESTRICT"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), server_default="planned")
+    progress: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class GoalItem(Base):
+    __tablename__ = "goal_items"
+
+    goal_id: Mapped[int] = mapped_column(
+        ForeignKey("goals.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Partner(Base):
+    """An organisation in a goal's alliance."""
+
+    __tablename__ = "partners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    goal_id: Mapped[int] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[dict[str, str] | None]
+    url: Mapped[str | None] = mapped_column(String(2000))
+
+
+class Milestone(Base):
+    __tablename__ = "milestones"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    goal_id: Mapped[int] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[dict[str, str]]
+    due_on: Mapped[dt.date | None] = mapped_column(Date)
+    done: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+
+class GoalUpdate(Base):
+    """A dated progress update of a goal (percentage, status, note)."""
+
+    __tablename__ = "goal_updates"
+    __table_args__ = (
+        CheckConstraint("progress IS NULL OR progress BETWEEN 0 AND 100", name="progress_percent"),
+        CheckConstraint(f"note IS NULL OR length(note) <= {NOTE_MAX}", name="note_length"),
+        Index("ix_goal_updates_goal_created", "goal_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    goal_id: Mapped[int] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"))
+    progress: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class GoalFollow(Base):
+    __tablename__ = "goal_follows"
+
+    resident_id: Mapped[int] = mapped_column(
+        ForeignKey("residents.id", ondelete="CASCADE"), primary_key=True
+    )
+    goal_id: Mapped[int] = mapped_column(
+        ForeignKey("goals.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class HelpOffer(Base):
+    """ "I want to help": a resident offers to work on a goal, with an optional note."""
+
+    __tablename__ = "help_offers"
+    __table_args__ = (CheckConstraint("note IS NULL OR length(note) <= 500", name="note_length"),)
+
+    resident_id: Mapped[int] = mapped_column(
+        ForeignKey("residents.id", ondelete="CASCADE"), primary_key=True
+    )
+    goal_id: Mapped[int] = mapped_column(
+        ForeignKey("goals.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Proposal(Base):
+    """A resident's own proposal for the to:DO list, reviewed like a comment."""
+
+    __tablename__ = "proposals"
+    __table_args__ = (
+        CheckConstraint(_in("status", PROPOSAL_STATUSES), name="status_known"),
+        CheckConstraint("length(title) BETWEEN 1 AND 120", name="title_length"),
+        CheckConstraint("length(description) BETWEEN 1 AND 1000", name="description_length"),
+        Index("ix_proposals_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resident_id: Mapped[int] = mapped_column(
+        ForeignKey("residents.id", ondelete="CASCADE"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text)
+    action_field_id: Mapped[int | None] = mapped_column(
+        ForeignKey("action_fields.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[dt.datetime | None]
+    decided_by_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+    decided_by_name: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    #: The item an approved proposal became.
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"))
+
+
+class CommentReport(Base):
+    """A resident reported an approved comment (once per resident and comment)."""
+
+    __tablename__ = "comment_reports"
+
+    comment_id: Mapped[int] = mapped_column(
+        ForeignKey("comments.id", ondelete="CASCADE"), primary_key=True
+    )
+    resident_id: Mapped[int] = mapped_column(
+        ForeignKey("residents.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Role(Base):
+    """Moderators and promoted admins (the admins of ADMIN_IDS need no row)."""
+
+    __tablename__ = "roles"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role_known"),)
+
+    telegram_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what when: every moderator action."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor_telegram_id: Mapped[int] = mapped_column(BigInteger)
+    actor_name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

@@ -403,6 +403,47 @@ class NotificationRepository(Repository):
         )
         return int(cast(CursorResult[Any], result).rowcount or 0)
 
+    async def add_for_goal(
+        self,
+        goal_id: int,
+        item_ids: Sequence[int],
+        kind: str,
+        params: dict[str, Any],
+        *,
+        now: dt.datetime,
+    ) -> int:
+        """One event per resident who follows the goal or any of its items (once, however
+        many of them they follow) and wants to hear right away."""
+        from storage.models import GoalFollow
+
+        followers = (
+            select(Follow.resident_id.label("resident_id")).where(Follow.item_id.in_(item_ids))
+            if item_ids
+            else None
+        )
+        goal_followers = select(GoalFollow.resident_id.label("resident_id")).where(
+            GoalFollow.goal_id == goal_id
+        )
+        everyone = goal_followers.union(followers) if followers is not None else goal_followers
+        audience = everyone.subquery()
+        source = (
+            select(
+                audience.c.resident_id,
+                literal(goal_id),
+                literal(kind),
+                literal(params, type_=NotificationEvent.__table__.c.params.type),
+                literal(now),
+            )
+            .join(Resident, Resident.id == audience.c.resident_id)
+            .where(Resident.notify_mode == "instant", Resident.blocked_at.is_(None))
+        )
+        result = await self.session.execute(
+            insert(NotificationEvent).from_select(
+                ["resident_id", "goal_id", "kind", "params", "created_at"], source
+            )
+        )
+        return int(cast(CursorResult[Any], result).rowcount or 0)
+
     async def due_residents(self, created_before: dt.datetime, limit: int) -> list[int]:
         """Residents whose oldest waiting event is older than `created_before`."""
         result = await self.session.execute(
@@ -417,9 +458,9 @@ class NotificationRepository(Repository):
 
     async def take(
         self, resident_ids: Sequence[int], broadcast_id: int
-    ) -> list[tuple[int, int, str, dict[str, Any], dt.datetime]]:
+    ) -> list[tuple[int, int | None, int | None, str, dict[str, Any], dt.datetime]]:
         """Attach all waiting events of these residents to the broadcast; returns them as
-        (resident id, item id, kind, params, created_at)."""
+        (resident id, item id, goal id, kind, params, created_at)."""
         rows = await self.session.execute(
             update(NotificationEvent)
             .where(
@@ -430,12 +471,13 @@ class NotificationRepository(Repository):
             .returning(
                 NotificationEvent.resident_id,
                 NotificationEvent.item_id,
+                NotificationEvent.goal_id,
                 NotificationEvent.kind,
                 NotificationEvent.params,
                 NotificationEvent.created_at,
             )
         )
-        return [(r, i, k, dict(p or {}), c) for r, i, k, p, c in rows]
+        return [(r, i, g, k, dict(p or {}), c) for r, i, g, k, p, c in rows]
 
     async def drop_waiting(self, resident_id: int) -> None:
         await self.session.execute(

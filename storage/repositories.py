@@ -77,16 +77,19 @@ class ResidentRepository(Repository):
     async def get(self, resident_id: int) -> Resident | None:
         return await self.session.get(Resident, resident_id)
 
-    async def with_state(self, telegram_id: int) -> tuple[Resident, str | None] | None:
-        """The resident and what the bot awaits from them, in one query."""
+    async def with_state(self, telegram_id: int) -> tuple[Resident, str | None, str | None] | None:
+        """The resident, what the bot awaits from them and their stored role, in one query."""
+        from storage.models import Role
+
         row = (
             await self.session.execute(
-                select(Resident, ConversationState.awaiting)
+                select(Resident, ConversationState.awaiting, Role.role)
                 .outerjoin(ConversationState, ConversationState.resident_id == Resident.id)
+                .outerjoin(Role, Role.telegram_id == Resident.telegram_id)
                 .where(Resident.telegram_id == telegram_id)
             )
         ).first()
-        return (row[0], row[1]) if row else None
+        return (row[0], row[1], row[2]) if row else None
 
     async def ensure(self, telegram_id: int, language: str) -> tuple[Resident, bool]:
         """The resident with this Telegram id, created (with a fresh pseudonym) if new.

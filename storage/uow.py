@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.content_writer import ContentWriter
 from storage.database import create_engine, write_intent
+from storage.goals import GoalRepository
 from storage.outbox import (
     ActivityRepository,
     LeaseRepository,
@@ -23,6 +24,7 @@ from storage.repositories import (
     EngagementRepository,
     ResidentRepository,
 )
+from storage.staff import AuditRepository, RoleRepository
 
 
 class UnitOfWork:
@@ -42,6 +44,9 @@ class UnitOfWork:
         self.notifications = NotificationRepository(session)
         self.activity = ActivityRepository(session)
         self.leases = LeaseRepository(session)
+        self.roles = RoleRepository(session)
+        self.audit = AuditRepository(session)
+        self.goals = GoalRepository(session)
         self._write_depth = 0
 
     @asynccontextmanager

@@ -82,7 +82,7 @@ async def test_approved_comment_notifies_only_followers_who_want_it_right_away(
 
     [message] = delivered(fake, 9002)
     assert message.visible_text == (
-        "🔔 News on items you follow\n\n"
+        "🔔 News on what you follow\n\n"
         "📌 TD-01 · Training centre for green-tech jobs\n"
         "💬 1 new comment\n\n"
         "Choose how often you get these in /settings."
@@ -126,12 +126,12 @@ async def test_events_within_the_delay_are_merged_into_one_message(
 
     [merged] = delivered(fake, 9102)
     assert merged.visible_text == (
-        "🔔 Neues zu Punkten, denen du folgst\n\n"
+        "🔔 Neues zu dem, dem du folgst\n\n"
         "📌 TD-01 · Qualifizierungszentrum für Green-Tech-Berufe\n"
         "💬 2 neue Kommentare\n\n"
         "📌 TD-03 · Pflege-Lotsen im Stadtteil\n"
-        "💬 1 neuer Kommentar\n"
-        "🔄 neuer Status\n\n"
+        "🔄 Status: in Arbeit\n"
+        "💬 1 neuer Kommentar\n\n"
         "Wie oft du so etwas bekommst, stellst du in /settings ein."
     )
     assert len(merged.url_buttons()) == 2
@@ -142,7 +142,7 @@ async def test_events_within_the_delay_are_merged_into_one_message(
     # The author (following what they commented on) hears of the status, not of their
     # own comments.
     [for_author] = delivered(fake, 9101)
-    assert "🔄 neuer Status" in (for_author.visible_text or "")
+    assert "🔄 Status: in Arbeit" in (for_author.visible_text or "")
     assert "Kommentar" not in (for_author.visible_text or "")
     assert (await counters_match_rows(db, first)).sent == 3
 

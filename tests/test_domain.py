@@ -339,8 +339,9 @@ async def test_approved_comments_show_author_newest_first_paginated(content: Dat
     anonymous = await new_resident(content, 2)
     async with content.uow() as uow:
         assert await residents.set_display_name(uow, anna, "  Anna  ") == "Anna"
-        info = await residents.reload(uow, anonymous)
-    assert info is not None
+        stored = await uow.residents.get(anonymous)
+        assert stored is not None
+        info = residents.ResidentInfo.of(stored)
     pseudonym = info.author.pseudonym
     ids = []
     for n in range(7):

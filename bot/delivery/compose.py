@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,8 +33,8 @@ class Composer(Protocol):
         """None: nothing to send to this recipient (skipped)."""
 
 
-def deep_link(bot_username: str, key: str) -> str:
-    return f"https://t.me/{bot_username}?start=item_{key}"
+def deep_link(bot_username: str, key: str, kind: str = "item") -> str:
+    return f"https://t.me/{bot_username}?start={kind}_{key}"
 
 
 @dataclass
@@ -93,36 +92,94 @@ class AnnouncementComposer(_Base):
 
 @dataclass
 class NotificationComposer(_Base):
-    """One message per resident with everything that happened on the items they follow
-    since the last one."""
+    """One message per resident with everything that happened on the items and goals they
+    follow since the last one (several events of one item or goal become one entry)."""
 
     _items: dict[int, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    _goals: dict[int, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     async def prepare(self, uow: UnitOfWork, rows: list[RecipientRow]) -> None:
-        wanted = {
-            int(e["item_id"]) for r in rows for e in (r.payload or {}).get("events", [])
-        } - set(self._items)
-        for item_id, item in (await uow.activity.items(wanted)).items():
+        events = [e for r in rows for e in (r.payload or {}).get("events", [])]
+        items = {int(e["item_id"]) for e in events if e.get("item_id")} - set(self._items)
+        goals = {int(e["goal_id"]) for e in events if e.get("goal_id")} - set(self._goals)
+        for item_id, item in (await uow.activity.items(items)).items():
             self._items[item_id] = (item.key, dict(item.title))
+        for goal_id, goal in (await uow.goals.by_ids(goals)).items():
+            self._goals[goal_id] = (goal.key, dict(goal.title))
 
     def calls(self, row: RecipientRow) -> list[Call] | None:
-        by_item: dict[int, Counter[str]] = defaultdict(Counter)
-        for event in (row.payload or {}).get("events", []):
-            if int(event["item_id"]) in self._items:
-                by_item[int(event["item_id"])][str(event["kind"])] += 1
-        if not by_item:
+        changes = notification_changes(
+            (row.payload or {}).get("events", []), self._items, self._goals, row.language
+        )
+        if not changes:
             return None
-        changes: list[dict[str, Any]] = [
-            {
-                "key": self._items[i][0],
-                "title": pick(self._items[i][1], row.language),
-                "kinds": dict(kinds),
-            }
-            for i, kinds in sorted(by_item.items(), key=lambda kv: self._items[kv[0]][0])
-        ]
         text = self.renderer.render("notification", row.language, changes=changes)
-        links = self.item_links(row.language, [(str(c["key"]), str(c["title"])) for c in changes])
-        return [self.message(row.chat_id, text, links)]
+        links = [
+            {
+                "text": self.renderer.label(
+                    row.language,
+                    "goal_button" if c.is_goal else "item_button",
+                    c.key,
+                    c.title,
+                    limit=64,
+                ),
+                "url": deep_link(self.bot_username, c.key, "goal" if c.is_goal else "item"),
+            }
+            for c in changes[:MAX_LINK_BUTTONS]
+        ]
+        return [self.message(row.chat_id, text, {"inline_keyboard": [[b] for b in links]})]
+
+
+@dataclass
+class Change:
+    """What happened to one item or goal, for the notification."""
+
+    is_goal: bool
+    key: str
+    title: str
+    comments: int = 0
+    status: str | None = None
+    note: str | None = None
+    merged_into: str | None = None
+    formed: bool = False
+    progress: int | None = None
+    progress_note: str | None = None
+
+
+def notification_changes(
+    events: list[dict[str, Any]],
+    items: dict[int, tuple[str, dict[str, str]]],
+    goals: dict[int, tuple[str, dict[str, str]]],
+    language: str,
+) -> list[Change]:
+    """Merge a resident's events per item and goal: counts add up, the latest status or
+    progress wins."""
+    changes: dict[tuple[bool, int], Change] = {}
+    for event in sorted(events, key=lambda e: str(e.get("at", ""))):
+        is_goal = bool(event.get("goal_id"))
+        subject = int(event["goal_id"] if is_goal else event["item_id"])
+        known = (goals if is_goal else items).get(subject)
+        if known is None:
+            continue
+        change = changes.setdefault(
+            (is_goal, subject), Change(is_goal, known[0], pick(known[1], language))
+        )
+        params = event.get("params") or {}
+        kind = str(event.get("kind"))
+        if kind == "comment":
+            change.comments += 1
+        elif kind == "status":
+            change.status = params.get("status")
+            change.note = params.get("note")
+            change.merged_into = params.get("merged_into")
+        elif kind == "goal":
+            change.formed = True
+        elif kind == "progress":
+            change.progress = params.get("progress")
+            change.progress_note = params.get("note")
+            if params.get("status"):
+                change.status = params["status"]
+    return sorted(changes.values(), key=lambda c: (not c.is_goal, c.key))
 
 
 @dataclass
