@@ -5,11 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.text import DEFAULT_LANGUAGE, pick, search_words
-from domain.views import FieldView, ItemCard, ItemSummary, MyItem, Page, SessionLink, page_bounds
+from domain.views import (
+    FieldView,
+    HistoryLine,
+    ItemCard,
+    ItemLink,
+    ItemSummary,
+    MyItem,
+    Page,
+    SessionLink,
+    page_bounds,
+)
 from storage.repositories import ItemRow, ItemSort
 from storage.uow import UnitOfWork
 
 ITEMS_PER_PAGE = 8
+#: Status changes shown on the item card.
+HISTORY_ON_CARD = 5
 
 
 def summary(row: ItemRow, language: str) -> ItemSummary:
@@ -72,6 +84,14 @@ async def item_card(
         return None
     state = await uow.engagement.state(resident_id, item_id)
     sessions = await uow.content.sessions_of_item(item_id)
+    history = await uow.content.history(item_id, HISTORY_ON_CARD)
+    merged_into = None
+    if row.item.merged_into_id is not None:
+        target = await uow.content.item(row.item.merged_into_id)
+        if target is not None:
+            title = pick(target.item.title, language)
+            merged_into = ItemLink(target.item.id, target.item.key, title)
+    goals = await uow.goals.of_item(item_id)
     return ItemCard(
         id=row.item.id,
         key=row.item.key,
@@ -88,6 +108,9 @@ async def item_card(
             SessionLink(id=s.id, key=s.key, title=pick(s.title, language), starts_at=s.starts_at)
             for s in sessions
         ],
+        history=[HistoryLine(u.created_at, u.status, u.note, key) for u, key in history],
+        merged_into=merged_into,
+        goals=[ItemLink(g.id, g.key, pick(g.title, language)) for g in goals],
     )
 
 

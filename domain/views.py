@@ -64,6 +64,16 @@ class SessionLink:
 
 
 @dataclass(frozen=True)
+class HistoryLine:
+    """One status change on the item card."""
+
+    at: dt.datetime
+    status: str
+    note: str | None
+    merged_into: str | None
+
+
+@dataclass(frozen=True)
 class ItemCard:
     id: int
     key: str
@@ -77,6 +87,17 @@ class ItemCard:
     supporting: bool
     following: bool
     sessions: list[SessionLink] = field(default_factory=list)
+    #: Latest status changes first.
+    history: list[HistoryLine] = field(default_factory=list)
+    merged_into: ItemLink | None = None
+    #: Goals this item is part of.
+    goals: list[ItemLink] = field(default_factory=list)
+
+    @property
+    def decline_reason(self) -> str | None:
+        if self.status != "declined":
+            return None
+        return next((h.note for h in self.history if h.status == "declined"), None)
 
 
 @dataclass(frozen=True)

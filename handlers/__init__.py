@@ -17,6 +17,7 @@ from handlers import (
     sessions,
     settings,
     start,
+    status,
     text_input,
 )
 
@@ -31,6 +32,7 @@ FEATURES = (
     my_items,
     settings,
     moderation,
+    status,
     broadcast,
     text_input,
     errors,

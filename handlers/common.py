@@ -21,6 +21,7 @@ from telegram.ext import CallbackQueryHandler
 from bot import callbacks as cb
 from bot.context import BotContext
 from bot.telegram_text import ANSWER_LIMIT, shorten
+from domain.staff import Actor
 from domain.views import Page
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,13 @@ async def show(
         reply_markup=markup,
         link_preview_options=NO_PREVIEW,
     )
+
+
+def actor(update: Update) -> Actor:
+    """The staff member behind this update, for "decided by" and the audit log."""
+    user = update.effective_user
+    assert user is not None
+    return Actor(user.id, f"@{user.username}" if user.username else user.full_name)
 
 
 def menu_keyboard(context: BotContext) -> Keyboard:

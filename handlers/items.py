@@ -125,6 +125,26 @@ def card_keyboard(context: BotContext, card: ItemCard, origin: str) -> Keyboard:
         else button(label(context, "follow"), cb.FOLLOW.build(iid=iid, on=1, origin=origin))
     )
     share_text = label(context, "share_text", card.key, card.title)
+    if card.merged_into is not None:
+        target = card.merged_into
+        return [
+            [
+                button(
+                    label(context, "item_button", target.key, target.title),
+                    cb.ITEM.build(iid=target.id, origin=origin),
+                )
+            ],
+            [
+                button(
+                    label(context, "comments", card.comments),
+                    cb.COMMENTS.build(iid=iid, page=0, origin=origin),
+                )
+            ],
+            [
+                button(label(context, "back"), cb.back_data(origin)),
+                button(label(context, "main_menu"), cb.MENU.build()),
+            ],
+        ]
     return [
         [support],
         [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from telegram import InlineKeyboardMarkup, Update, User
+from telegram import InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import Application, CommandHandler, filters
@@ -17,13 +17,19 @@ from domain import residents as resident_service
 from domain import staff as staff_service
 from domain.text import DEFAULT_LANGUAGE
 from domain.views import CommentView
-from handlers.common import NO_PREVIEW, Keyboard, answer, button, label, on_callback, render, show
+from handlers.common import (
+    NO_PREVIEW,
+    Keyboard,
+    actor,
+    answer,
+    button,
+    label,
+    on_callback,
+    render,
+    show,
+)
 
 log = logging.getLogger(__name__)
-
-
-def moderator_name(user: User) -> str:
-    return f"@{user.username}" if user.username else user.full_name
 
 
 def decision_keyboard(context: BotContext, language: str, comment_id: int) -> Keyboard:
@@ -145,7 +151,7 @@ async def decide_button(update: Update, context: BotContext, args: cb.Args) -> N
         comment_id,
         args.text("decision") == "a",
         user.id,
-        moderator_name(user),
+        actor(update).name,
         context.lang,
     )
     if decision is None:

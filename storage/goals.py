@@ -25,6 +25,15 @@ class GoalRepository(Repository):
         result = await self.session.execute(select(Goal).where(Goal.id.in_(wanted)))
         return {g.id: g for g in result.scalars()}
 
+    async def of_item(self, item_id: int) -> list[Goal]:
+        result = await self.session.execute(
+            select(Goal)
+            .join(GoalItem, GoalItem.goal_id == Goal.id)
+            .where(GoalItem.item_id == item_id)
+            .order_by(Goal.key)
+        )
+        return list(result.scalars())
+
     async def item_ids(self, goal_id: int) -> list[int]:
         result = await self.session.execute(
             select(GoalItem.item_id).where(GoalItem.goal_id == goal_id).order_by(GoalItem.item_id)

@@ -36,6 +36,7 @@ from storage.models import (
     Follow,
     Item,
     ItemSearchText,
+    ItemUpdate,
     ModerationMessage,
     Resident,
     SessionItem,
@@ -319,6 +320,49 @@ class ContentRepository(Repository):
         result = await self.session.execute(self._session_card().where(EventSession.key == key))
         return result.scalar_one_or_none()
 
+    async def set_status(
+        self, item_id: int, status: str, merged_into_id: int | None = None
+    ) -> None:
+        await self.session.execute(
+            update(Item)
+            .where(Item.id == item_id)
+            .values(status=status, merged_into_id=merged_into_id, updated_at=utcnow())
+        )
+
+    async def add_history(
+        self,
+        item_id: int,
+        previous: str,
+        status: str,
+        note: str | None,
+        merged_into_id: int | None,
+        actor_telegram_id: int | None,
+    ) -> None:
+        self.session.add(
+            ItemUpdate(
+                item_id=item_id,
+                previous_status=previous,
+                status=status,
+                note=note,
+                merged_into_id=merged_into_id,
+                actor_telegram_id=actor_telegram_id,
+                created_at=utcnow(),
+            )
+        )
+        await self.session.flush()
+
+    async def history(self, item_id: int, limit: int) -> list[tuple[ItemUpdate, str | None]]:
+        """The latest status changes, newest first, with the key merged into (if any)."""
+        target = Item.__table__.alias("target")
+        result = await self.session.execute(
+            select(ItemUpdate, target.c.key)
+            .outerjoin(target, target.c.id == ItemUpdate.merged_into_id)
+            .where(ItemUpdate.item_id == item_id)
+            .order_by(ItemUpdate.created_at.desc(), ItemUpdate.id.desc())
+            .limit(limit)
+        )
+        return [(u, k) for u, k in result]
+
     async def sessions_of_item(self, item_id: int) -> Sequence[EventSession]:
         result = await self.session.execute(
             select(EventSession)
@@ -430,6 +474,29 @@ class EngagementRepository(Repository):
             MyItemRow(item, bool(f), bool(s), bool(c))
             for item, f, s, c in (await self.session.execute(stmt))
         ]
+
+    async def move(self, source_id: int, target_id: int) -> None:
+        """Merge: supports and follows of `source` go to `target`; someone who supported
+        (or followed) both counts once. Counters are recounted from the rows."""
+        for model in (Support, Follow):
+            rows = select(model.resident_id, literal(target_id), model.created_at).where(
+                model.item_id == source_id
+            )
+            await self.session.execute(
+                self._insert(model)
+                .from_select(["resident_id", "item_id", "created_at"], rows)
+                .on_conflict_do_nothing(index_elements=[model.resident_id, model.item_id])
+            )
+            await self.session.execute(delete(model).where(model.item_id == source_id))
+        counted = (
+            select(func.count()).where(Support.item_id == Item.id).correlate(Item).scalar_subquery()
+        )
+        await self.session.execute(
+            update(Item)
+            .where(Item.id.in_((source_id, target_id)))
+            .values(support_count=counted)
+            .execution_options(synchronize_session=False)
+        )
 
     async def support_count(self, item_id: int) -> int:
         """The true number of supports (the counter on items must always equal it)."""
