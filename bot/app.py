@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from telegram import BotCommand, BotCommandScopeChat
+from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
@@ -38,6 +38,7 @@ RESIDENT_COMMANDS = (
 )
 MODERATOR_COMMANDS = (
     "queue",
+    "unban",
     "status",
     "goal",
     "progress",
@@ -113,6 +114,25 @@ async def _optional(what: str, call: Awaitable[object]) -> None:
         await call
     except TelegramError as exc:
         log.warning("optional Bot API call refused (%s): %s", what, exc)
+
+
+async def set_staff_menu(bot: Bot, renderer: Renderer, telegram_id: int, role: str | None) -> None:
+    """Give one person the command menu of their role in their private chat, in every
+    language (after /mod add), or take it away (role None: they see the residents' menu)."""
+    scope = BotCommandScopeChat(telegram_id)
+    for language in LANGUAGES:
+        code = None if language == "en" else language
+        if role is None:
+            await _optional(
+                "deleteMyCommands staff", bot.delete_my_commands(scope=scope, language_code=code)
+            )
+        else:
+            await _optional(
+                "setMyCommands staff",
+                bot.set_my_commands(
+                    staff_commands(renderer, language, role), scope=scope, language_code=code
+                ),
+            )
 
 
 async def configure_bot_profile(app: Application) -> None:  # type: ignore[type-arg]

@@ -82,7 +82,19 @@ NOTIFY_MENU = Route("stm")
 NOTIFY = Route("stm", ("mode", r"instant|digest|off"))
 NAME_PROMPT = Route("stn")
 NAME_CLEAR = Route("stn", ("clear", r"-"))
-MODERATE = Route("mod", ("decision", r"[ar]"), ("cid", _ID))
+#: Moderators decide: a = approve (reported comment: restore), r = reject (asks for an
+#: optional reason; reported comment: remove), b = ban the author (and reject).
+MODERATE = Route("mod", ("decision", r"[arb]"), ("cid", _ID))
+MODERATE_PROPOSAL = Route("mop", ("decision", r"[arb]"), ("pid", _ID))
+MODERATE_REPORTED = Route("moh", ("decision", r"[arb]"), ("cid", _ID))
+#: Reject without a reason: c comment, p proposal, h reported comment; `oid` its id.
+NO_REASON = Route("mnr", ("kind", r"[cph]"), ("oid", _ID))
+#: Report an approved comment (from page `page` of its item's comments).
+REPORT = Route("rp", ("cid", _ID), ("page", _PAGE), ("origin", ORIGIN))
+#: A resident's proposal: start it, choose its action field, send it.
+PROPOSE = Route("pp")
+PROPOSAL_FIELD = Route("ppf", ("draft", _ID), ("fid", _ID))
+PROPOSAL_SEND = Route("pps", ("draft", _ID))
 #: A moderator's announcement draft (`draft` tells an old keyboard from the current one).
 #: Audience codes: all · L<language> · F<field id> · I<item id> · item (ask for the key) ·
 #: fields (choose one) · menu (the audience menu).

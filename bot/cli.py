@@ -1,4 +1,4 @@
-"""`todo-bot run | migrate | import FILE`."""
+"""`todo-bot run | migrate | import FILE | export [--out DIR]`."""
 
 from __future__ import annotations
 
@@ -85,6 +85,37 @@ async def _import(settings: Settings, path: Path, *, if_empty: bool = False) -> 
     return 0
 
 
+async def _open_data(settings: Settings) -> tuple[tuple[int, int, int], dict[str, bytes]]:
+    from domain.export import export_files
+    from storage.migrate import upgrade
+    from storage.models import utcnow
+    from storage.uow import Database
+
+    async with Database(settings.database_url) as database:
+        await upgrade(database.engine)
+        async with database.uow() as uow:
+            data, files = await export_files(uow, settings.tz, utcnow())
+    return data.counts(), files
+
+
+def _export(settings: Settings, out: Path) -> int:
+    (items, goals, comments), files = asyncio.run(_open_data(settings))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (out / name).write_bytes(content)
+    except OSError as exc:
+        print(f"todo-bot: cannot write the export to {out}: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"Exported the open data (no personal data) to {out.resolve()}: "
+        f"items {items}, goals {goals}, approved comments {comments}"
+    )
+    for name in files:
+        print(f"  {(out / name).resolve()}")
+    return 0
+
+
 async def _check_bot_api(settings: Settings, token: str) -> None:
     """One clear line instead of a traceback (that quotes the token) when the Bot API refuses
     the token or cannot be reached."""
@@ -139,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     importer.add_argument(
         "--if-empty", action="store_true", help="only import when the database has no items yet"
     )
+    exporter = commands.add_parser(
+        "export", help="write the open data (CSV and JSON, no personal data) into a folder"
+    )
+    exporter.add_argument(
+        "--out", type=Path, default=Path("."), help="the folder (default: the current one)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -151,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "import":
             path = sample_data_path() if args.sample else args.file
             return asyncio.run(_import(settings, path, if_empty=args.if_empty))
+        if args.command == "export":
+            return _export(settings, args.out)
         return _run(settings)
     except ConfigError as exc:
         print(f"todo-bot: {exc}", file=sys.stderr)

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     notify_delay_seconds: int = Field(default=600, ge=0, le=86400)
     #: No notifications in this local time window ("22:00-08:00"); empty switches it off.
     quiet_hours: str = "22:00-08:00"
+    #: Reports by this many residents hide an approved comment until a moderator decides.
+    report_threshold: int = Field(default=3, ge=1, le=1000)
     #: Shown in /privacy: who is responsible for the data (GDPR controller).
     privacy_controller: str = "Stadt Dortmund – InnoLab Zukunft der Arbeit"
     privacy_contact: str = "datenschutz@dortmund.de"

@@ -121,16 +121,21 @@ class EngagementChange:
 
     changed: bool
     followed: bool = False
+    #: Refused: the resident is banned (can read, but not support).
+    banned: bool = False
 
 
 async def set_support(
     uow: UnitOfWork, resident_id: int, item_id: int, support: bool
 ) -> EngagementChange | None:
     """Set (not toggle) the resident's support: pressing twice leaves what they meant.
-    Supporting also follows the item. None if the item does not exist."""
+    Supporting also follows the item. None if the item does not exist; a banned resident
+    cannot support (`banned`), but may still withdraw a support."""
     async with uow.write():
         if await uow.content.item(item_id) is None:
             return None
+        if support and await uow.moderation.is_banned(resident_id):
+            return EngagementChange(False, banned=True)
         if support:
             changed = await uow.engagement.add_support(resident_id, item_id)
             followed = await uow.engagement.follow(resident_id, item_id)

@@ -180,3 +180,5 @@ class CommentView:
     item_key: str
     item_title: str
     decided_by: str | None = None
+    #: The author's resident id (no report button on one's own comment).
+    author_id: int = 0

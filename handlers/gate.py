@@ -28,6 +28,9 @@ KEEPS_PROMPT = (
     cb.BROADCAST_SCHEDULE,
     cb.BROADCAST_CONFIRM,
     cb.BROADCAST_STOP,
+    cb.PROPOSAL_FIELD,
+    cb.PROPOSAL_SEND,
+    cb.NO_REASON,
 )
 
 
@@ -37,7 +40,11 @@ def _in_moderation_chat(update: Update, context: BotContext) -> bool:
     if chat is None or chat.id != context.services.settings.moderation_chat_id:
         return False
     if update.callback_query is not None:
-        return cb.MODERATE.parse(update.callback_query.data) is not None
+        data = update.callback_query.data
+        return any(
+            route.parse(data) is not None
+            for route in (cb.MODERATE, cb.MODERATE_PROPOSAL, cb.MODERATE_REPORTED)
+        )
     message = update.message
     if message is None or not message.text:
         return False

@@ -52,6 +52,7 @@ async def show_items_menu(update: Update, context: BotContext) -> None:
         ]
         for f in fields
     ]
+    keyboard.append([button(label(context, "propose"), cb.PROPOSE.build())])
     keyboard.append(
         [
             button(label(context, "search"), cb.SEARCH_PROMPT.build()),
@@ -201,6 +202,9 @@ async def support_button(update: Update, context: BotContext, args: cb.Args) -> 
     )
     if change is None:
         await answer(update, context, label(context, "item_gone"), alert=True)
+        return
+    if change.banned:  # banned residents can read, but not support
+        await answer(update, context, label(context, "banned_short"), alert=True)
         return
     if on:
         note = label(context, "supported_and_following" if change.followed else "supported")

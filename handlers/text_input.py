@@ -11,7 +11,9 @@ from bot.context import BotContext
 from domain import announcements
 from domain import comments as comment_service
 from domain import items as item_service
-from handlers import broadcast, comments, search, settings
+from domain import moderation as moderation_service
+from domain import proposals as proposal_service
+from handlers import broadcast, comments, moderation, proposals, search, settings
 from handlers.common import (
     button,
     label,
@@ -37,6 +39,10 @@ async def on_text(update: Update, context: BotContext) -> None:
         await settings.receive_name(update, context, text)
     elif awaiting in announcements.AWAITING:
         await broadcast.receive_text(update, context)
+    elif awaiting in proposal_service.AWAITING:
+        await proposals.receive_text(update, context, text)
+    elif awaiting == moderation_service.AWAITING_REASON:
+        await moderation.receive_reason(update, context, text)
     else:
         await show(
             update,
@@ -55,6 +61,12 @@ async def on_other(update: Update, context: BotContext) -> None:
     """Stickers, photos, voice notes, …: we only understand text."""
     if context.resident.awaiting in announcements.AWAITING:
         await broadcast.receive_non_text(update, context)
+        return
+    if context.resident.awaiting in proposal_service.AWAITING:
+        await proposals.receive_non_text(update, context)
+        return
+    if context.resident.awaiting == moderation_service.AWAITING_REASON:
+        await moderation.receive_non_text(update, context)
         return
     if context.resident.awaiting is not None:
         await comments.receive_non_text(update, context)

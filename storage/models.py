@@ -271,7 +271,8 @@ class Support(Base):
     item_id: Mapped[int] = mapped_column(
         ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True
     )
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: Indexed for counts per period (/stats per week, the digest).
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Follow(Base):

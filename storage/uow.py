@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.content_writer import ContentWriter
 from storage.database import create_engine, write_intent
+from storage.export import ExportRepository
 from storage.goals import GoalRepository
+from storage.moderation import ModerationRepository, ProposalRepository
 from storage.outbox import (
     ActivityRepository,
     LeaseRepository,
@@ -25,6 +27,7 @@ from storage.repositories import (
     ResidentRepository,
 )
 from storage.staff import AuditRepository, RoleRepository
+from storage.stats import StatsRepository
 
 
 class UnitOfWork:
@@ -47,6 +50,10 @@ class UnitOfWork:
         self.roles = RoleRepository(session)
         self.audit = AuditRepository(session)
         self.goals = GoalRepository(session)
+        self.proposals = ProposalRepository(session)
+        self.moderation = ModerationRepository(session)
+        self.stats = StatsRepository(session)
+        self.export = ExportRepository(session)
         self._write_depth = 0
 
     @asynccontextmanager

@@ -166,6 +166,22 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
+def well_behaved(fake: FakeTelegram) -> Iterator[None]:
+    """After the test: Telegram refused nothing as malformed and every press was answered.
+    Use with `pytestmark = pytest.mark.usefixtures("well_behaved")`."""
+    yield
+    refused = [
+        c.summary()
+        for c in fake.calls
+        if c.method in ("sendMessage", "editMessageText", "answerCallbackQuery")
+        and c.error_code == 400
+        and "not modified" not in str((c.error or {}).get("description"))
+    ]
+    assert refused == []
+    assert fake.unanswered_callbacks() == []
+
+
+@pytest.fixture
 def bot_settings() -> dict[str, Any]:
     """Override in a test module (or parametrize) to change the bot's settings."""
     return {}

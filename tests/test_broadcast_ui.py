@@ -30,19 +30,7 @@ ANNA, BEN, CARL, DORA, EVA = 2001, 2002, 2003, 2004, 2005
 MARKER = "Bürgerforum am Freitag"
 
 
-@pytest.fixture(autouse=True)
-def checks(fake: FakeTelegram) -> Any:
-    """After every test: Telegram refused nothing as malformed and every press was answered."""
-    yield
-    refused = [
-        c.summary()
-        for c in fake.calls
-        if c.method in ("sendMessage", "editMessageText", "answerCallbackQuery")
-        and c.error_code == 400
-        and "not modified" not in str((c.error or {}).get("description"))
-    ]
-    assert refused == []
-    assert fake.unanswered_callbacks() == []
+pytestmark = pytest.mark.usefixtures("well_behaved")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -211,7 +211,7 @@ async def test_comment_review_and_reading(bot: BotHarness) -> None:
     assert "🔕 Nicht mehr folgen" in thanks.button_texts()
     [review] = [c for c in sent(calls) if c.chat_id == ADMIN]
     assert "Pflegekräfte brauchen <mehr> Zeit & Geld!" in review.visible_text
-    assert review.button_texts() == ["✅ Freigeben", "🚫 Ablehnen"]
+    assert review.button_texts() == ["✅ Freigeben", "🚫 Ablehnen", "⛔ Sperren"]
 
     # Not visible before approval.
     await bot.tap(user, "Zum Punkt")

@@ -1,0 +1,120 @@
+"""Numbers for the InnoLab's reports. Every count is one aggregate query: supports, comments
+and follows are grouped per item on their indexed item_id (a scan of that index, never a
+loop over rows in Python), then summed per action field over the few items."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Subquery, case, func, select
+
+from storage.models import ActionField, Comment, Follow, Goal, Item, Resident, Support
+from storage.repositories import Repository
+
+
+def supports_per_item() -> Subquery:
+    return (
+        select(Support.item_id.label("item_id"), func.count().label("n"))
+        .group_by(Support.item_id)
+        .subquery("supports_per_item")
+    )
+
+
+def approved_comments_per_item() -> Subquery:
+    """Uses the index on (item_id, status, created_at)."""
+    return (
+        select(Comment.item_id.label("item_id"), func.count().label("n"))
+        .where(Comment.status == "approved")
+        .group_by(Comment.item_id)
+        .subquery("comments_per_item")
+    )
+
+
+def follows_per_item() -> Subquery:
+    return (
+        select(Follow.item_id.label("item_id"), func.count().label("n"))
+        .group_by(Follow.item_id)
+        .subquery("follows_per_item")
+    )
+
+
+@dataclass(frozen=True)
+class FieldCounts:
+    field: ActionField
+    supports: int
+    comments: int
+    follows: int
+
+
+class StatsRepository(Repository):
+    async def residents(self, active_since: dt.date) -> tuple[int, int]:
+        """(all residents, those seen on or after `active_since`)."""
+        active = func.count(case((Resident.last_seen_on >= active_since, 1)))
+        row = (await self.session.execute(select(func.count(), active).select_from(Resident))).one()
+        return int(row[0]), int(row[1] or 0)
+
+    async def goals(self) -> int:
+        return int(
+            (await self.session.execute(select(func.count()).select_from(Goal))).scalar_one()
+        )
+
+    async def by_field(self) -> list[FieldCounts]:
+        """Supports, approved comments and follows per action field (every field, also
+        those without any)."""
+        supports, comments, follows = (
+            supports_per_item(),
+            approved_comments_per_item(),
+            follows_per_item(),
+        )
+        stmt = (
+            select(
+                Item.action_field_id,
+                func.coalesce(func.sum(supports.c.n), 0),
+                func.coalesce(func.sum(comments.c.n), 0),
+                func.coalesce(func.sum(follows.c.n), 0),
+            )
+            .outerjoin(supports, supports.c.item_id == Item.id)
+            .outerjoin(comments, comments.c.item_id == Item.id)
+            .outerjoin(follows, follows.c.item_id == Item.id)
+            .group_by(Item.action_field_id)
+        )
+        counts = {
+            field_id: (int(s), int(c), int(f))
+            for field_id, s, c, f in await self.session.execute(stmt)
+        }
+        fields = await self.session.execute(
+            select(ActionField).order_by(ActionField.position, ActionField.key)
+        )
+        return [FieldCounts(field, *counts.get(field.id, (0, 0, 0))) for field in fields.scalars()]
+
+    async def supports_per_week(self, bounds: Sequence[dt.datetime], end: dt.datetime) -> list[int]:
+        """Supports given in each period [bounds[i], bounds[i+1]) (the last one ends at `end`)."""
+        return await self._per_period(Support.created_at, (), bounds, end)
+
+    async def comments_per_week(self, bounds: Sequence[dt.datetime], end: dt.datetime) -> list[int]:
+        """Approved comments by when they were written (index on status, created_at)."""
+        return await self._per_period(
+            Comment.created_at, (Comment.status == "approved",), bounds, end
+        )
+
+    async def _per_period(
+        self,
+        column: Any,
+        where: Sequence[ColumnElement[bool]],
+        bounds: Sequence[dt.datetime],
+        end: dt.datetime,
+    ) -> list[int]:
+        """One statement with a range count per period: each is a scan of a small range
+        of the index on `column` (8 weeks of 1 000 000 supports take milliseconds)."""
+        if not bounds:
+            return []
+        stops = [*bounds[1:], end]
+        counts = [
+            select(func.count()).where(column >= start, column < stop, *where).scalar_subquery()
+            for start, stop in zip(bounds, stops, strict=True)
+        ]
+        row = (await self.session.execute(select(*counts))).one()
+        return [int(n) for n in row]
