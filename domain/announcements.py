@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from domain.broadcasts import Audience, count_audience, create_announcement
+from domain.staff import Actor, record
 from storage.models import utcnow
 from storage.uow import UnitOfWork
 
@@ -107,9 +108,10 @@ async def queue_draft(
     requested_by: int,
     progress_chat_id: int,
     scheduled: bool,
+    actor: Actor | None = None,
 ) -> Queued | None:
     """Take the draft (once, however often the button is pressed) and queue it, now or at
-    its time. None if there is no such draft ready (any more)."""
+    its time, audited as `actor`'s. None if there is no such draft ready (any more)."""
     async with uow.write():
         current = await draft_for(uow, resident_id, draft_id)
         if current is None or current[0] != AWAITING_CHOICE or current[1].audience is None:
@@ -129,4 +131,8 @@ async def queue_draft(
             progress_chat_id=progress_chat_id,
         )
         count = await count_audience(uow, draft.audience)
+        if actor is not None:
+            at = draft.at.isoformat() if scheduled and draft.at else None
+            details = {"audience": draft.audience.to_json(), "at": at, "recipients": count}
+            await record(uow, actor, "broadcast", f"#{broadcast_id}", details)
     return Queued(broadcast_id, count, draft)

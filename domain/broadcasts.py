@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.digest import DigestData, collect
+from domain.staff import Actor, record
 from storage.models import utcnow
 from storage.uow import UnitOfWork
 
@@ -211,9 +212,13 @@ async def create_announcement(
         return broadcast.id
 
 
-async def cancel(uow: UnitOfWork, broadcast_id: int) -> bool:
+async def cancel(uow: UnitOfWork, broadcast_id: int, actor: Actor | None = None) -> bool:
+    """Stop a queued or scheduled broadcast (audited as `actor`'s); False if too late."""
     async with uow.write():
-        return await uow.outbox.cancel(broadcast_id, utcnow())
+        cancelled = await uow.outbox.cancel(broadcast_id, utcnow())
+        if cancelled and actor is not None:
+            await record(uow, actor, "broadcast_stop", f"#{broadcast_id}")
+        return cancelled
 
 
 # --------------------------------------------------------------------------- the digest
@@ -252,6 +257,7 @@ async def create_digest(
     charts: ChartRenderer | None = None,
     requested_by: int | None = None,
     progress_chat_id: int | None = None,
+    actor: Actor | None = None,
 ) -> DigestCreated | None:
     """The digest for the period since the previous one, once per `period_key` (however
     often this is called, from however many processes). None if it exists already. Charts
@@ -279,6 +285,8 @@ async def create_digest(
             return None
         if data.is_empty:
             broadcast.started_at = broadcast.finished_at = now
+        if actor is not None:  # sent by a moderator, not by the schedule
+            await record(uow, actor, "digest_send", period_key, {"broadcast": broadcast.id})
         for language, png in pictures.items():
             await uow.outbox.save_asset(broadcast.id, language, png)
         return DigestCreated(broadcast.id, data)

@@ -35,7 +35,7 @@ from domain.announcements import (
 )
 from domain.broadcasts import Audience, week_key
 from domain.text import LANGUAGES, pick
-from handlers.common import Keyboard, answer, button, label, on_callback, render, show
+from handlers.common import Keyboard, actor, answer, button, label, on_callback, render, show
 from storage.models import utcnow
 
 #: Entities Telegram detects by itself: a message with only these is taken as typed HTML.
@@ -437,6 +437,7 @@ async def _queue(
         requested_by=user.id,
         progress_chat_id=chat.id,
         scheduled=scheduled,
+        actor=actor(update),
     )
 
 
@@ -505,7 +506,7 @@ async def stop_button(update: Update, context: BotContext, args: cb.Args) -> Non
     if found is None or found.kind != "announcement":
         await _stale(update, context)
         return
-    if not await broadcast_service.cancel(context.uow, broadcast_id):
+    if not await broadcast_service.cancel(context.uow, broadcast_id, actor(update)):
         await answer(update, context, label(context, "bc_not_stopped", found.state), alert=True)
         await show(
             update,
@@ -544,7 +545,7 @@ async def digest_command(update: Update, context: BotContext) -> None:
     if words == ["send", "force"]:
         period_key = f"{period_key}:force:{now:%Y%m%dT%H%M%S%f}"
     created = await delivery.create_digest(
-        period_key, now, requested_by=user.id, progress_chat_id=chat.id
+        period_key, now, requested_by=user.id, progress_chat_id=chat.id, actor=actor(update)
     )
     if created is None:
         await show(update, context, render(context, "digest_exists"))

@@ -96,7 +96,7 @@ async def help_command(update: Update, context: BotContext) -> None:
     await show(
         update,
         context,
-        render(context, "help", is_admin=context.is_moderator),
+        render(context, "help", is_moderator=context.is_moderator, is_admin=context.is_admin),
         menu_keyboard(context),
     )
 

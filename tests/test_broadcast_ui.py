@@ -18,7 +18,7 @@ from domain import items as item_service
 from domain import residents as resident_service
 from domain.announcements import Draft, parse_local_time
 from handlers.broadcast import announcement_html, audience_code, parse_audience_code
-from storage.models import Broadcast, ConversationState, Resident, utcnow
+from storage.models import AuditEntry, Broadcast, ConversationState, Resident, utcnow
 from tests.conftest import make_settings
 from tests.fake_telegram import ApiCall, FakeTelegram
 from tests.harness import BotHarness, datas_of, sent, texts
@@ -34,6 +34,13 @@ pytestmark = pytest.mark.usefixtures("well_behaved")
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+async def audit_entries(bot: BotHarness) -> list[AuditEntry]:
+    async with bot.database.uow() as uow:
+        return list(
+            (await uow.session.execute(select(AuditEntry).order_by(AuditEntry.id))).scalars()
+        )
 
 
 async def start(bot: BotHarness, user_id: int, language: str = "de") -> JSON:
@@ -144,6 +151,13 @@ async def test_everyone_gets_it_once_blocked_residents_excluded(bot: BotHarness)
     assert "News from the InnoLab" in (english[0].visible_text or "")
     [row] = await broadcasts(bot)
     assert (row.state, row.total, row.sent, row.requested_by) == ("done", 4, 4, ADMIN)
+    [entry] = await audit_entries(bot)
+    assert (entry.action, entry.target, entry.actor_telegram_id) == (
+        "broadcast",
+        f"#{row.id}",
+        ADMIN,
+    )
+    assert entry.details == {"audience": {"type": "all"}, "at": None, "recipients": 4}
 
 
 async def test_one_language(bot: BotHarness) -> None:
@@ -441,6 +455,7 @@ async def test_cancel_a_scheduled_broadcast(bot: BotHarness) -> None:
     assert "ist abgebrochen" in summary(bot)
     [row] = await broadcasts(bot)
     assert row.state == "cancelled"
+    assert [e.action for e in await audit_entries(bot)] == ["broadcast", "broadcast_stop"]
     async with bot.database.uow() as uow, uow.write():
         await uow.session.execute(
             update(Broadcast)
@@ -566,6 +581,7 @@ async def test_digest_send_once_a_week_unless_forced(bot: BotHarness) -> None:
         rows = list((await uow.session.execute(select(Broadcast))).scalars())
     assert [r.kind for r in rows] == ["digest", "digest"]
     assert all(r.requested_by == ADMIN and r.progress_chat_id == ADMIN for r in rows)
+    assert [e.action for e in await audit_entries(bot)] == ["digest_send", "digest_send"]
 
 
 async def test_non_admin_digest_is_refused(bot: BotHarness) -> None:

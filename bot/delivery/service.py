@@ -21,6 +21,7 @@ from bot.settings import Settings
 from domain import broadcasts as broadcast_service
 from domain.broadcasts import DigestCreated, parse_quiet_hours, week_key
 from domain.digest import DigestData, collect, followed_items
+from domain.staff import Actor
 from domain.text import LANGUAGES, pick
 from storage.models import Broadcast, utcnow
 from storage.uow import Database
@@ -116,6 +117,7 @@ class Delivery:
         *,
         requested_by: int | None = None,
         progress_chat_id: int | None = None,
+        actor: Actor | None = None,
     ) -> DigestCreated | None:
         async with self.database.uow() as uow:
             created = await broadcast_service.create_digest(
@@ -125,6 +127,7 @@ class Delivery:
                 charts=self.charts,
                 requested_by=requested_by,
                 progress_chat_id=progress_chat_id,
+                actor=actor,
             )
         if created is not None:
             log.info("digest %s created (%s)", created.broadcast_id, period_key)
