@@ -20,8 +20,10 @@ _FLAG = r"[01]"
 _SORT = r"[snd]"
 #: Where an item card was opened from, so that "Back" returns there:
 #: L<field id><sort><page> item list (field 0 = all) · S<session id> session card ·
-#: M<page> my items · Q<page> search results · H main menu.
-ORIGIN = rf"(?:L{_ID}{_SORT}{_PAGE}|S{_ID}|M{_PAGE}|Q{_PAGE}|H)"
+#: M<page> my items · Q<page> search results · G<goal id> goal card · H main menu.
+ORIGIN = rf"(?:L{_ID}{_SORT}{_PAGE}|S{_ID}|M{_PAGE}|Q{_PAGE}|G{_ID}|H)"
+#: Where a goal card was opened from: P<page> goals menu · I<item id> item card · H main menu.
+GOAL_VIA = rf"(?:P{_PAGE}|I{_ID}|H)"
 
 SORT_CODES = {"s": "support", "n": "new", "d": "discussed"}
 SORT_LETTERS = {v: k for k, v in SORT_CODES.items()}
@@ -106,6 +108,29 @@ BROADCAST_SCHEDULE = Route("bct", ("draft", _ID))
 BROADCAST_CONFIRM = Route("bcc", ("draft", _ID))
 #: Cancel a queued or scheduled broadcast.
 BROADCAST_STOP = Route("bcx", ("bid", _ID))
+#: Goals: the menu (page), a goal card, follow (the state it sets), "I want to help" (asks
+#: for an optional note), send the offer without a note, withdraw the offer.
+GOALS = Route("gol", ("page", _PAGE))
+GOAL = Route("go", ("gid", _ID), ("via", GOAL_VIA))
+GOAL_FOLLOW = Route("gof", ("gid", _ID), ("on", _FLAG), ("via", GOAL_VIA))
+GOAL_HELP = Route("goh", ("gid", _ID), ("via", GOAL_VIA))
+GOAL_HELP_SEND = Route("gos", ("gid", _ID), ("via", GOAL_VIA))
+GOAL_HELP_WITHDRAW = Route("gow", ("gid", _ID), ("via", GOAL_VIA))
+#: Moderators' goal editing (`/goal new`, `/goal Z-3`): the goal's card; for a new goal
+#: (`draft` tells an old keyboard from the current one) its action field and Create; an
+#: edit button (t title · d description · f action field · i items · s status · a add a
+#: partner · p remove a partner · m add a milestone · l milestones), and the changes made
+#: with buttons: action field, status, remove partner `pid`, set milestone `mid` done (1)
+#: or not (0), remove milestone `mid`.
+GOAL_ADMIN = Route("ga", ("gid", _ID))
+GOAL_ADMIN_FIELD = Route("gan", ("draft", _ID), ("fid", _ID))
+GOAL_ADMIN_CREATE = Route("gac", ("draft", _ID))
+GOAL_EDIT = Route("gae", ("gid", _ID), ("what", r"[tdfisapml]"))
+GOAL_EDIT_FIELD = Route("gaf", ("gid", _ID), ("fid", _ID))
+GOAL_EDIT_STATUS = Route("gas", ("gid", _ID), ("status", r"planned|active|paused|done"))
+GOAL_EDIT_PARTNER = Route("gap", ("gid", _ID), ("pid", _ID))
+GOAL_EDIT_MILESTONE = Route("gam", ("gid", _ID), ("mid", _ID), ("on", _FLAG))
+GOAL_EDIT_MILESTONE_REMOVE = Route("gar", ("gid", _ID), ("mid", _ID))
 
 
 def item_list_origin(field_id: int, sort: str, page: int) -> str:
@@ -114,16 +139,17 @@ def item_list_origin(field_id: int, sort: str, page: int) -> str:
 
 @dataclass(frozen=True)
 class Origin:
-    kind: str  # "L" | "S" | "M" | "Q" | "H"
+    kind: str  # "L" | "S" | "M" | "Q" | "G" | "H"
     field_id: int = 0
     sort: str = "support"
     page: int = 0
     session_id: int = 0
+    goal_id: int = 0
 
 
 _ORIGIN_PARTS = re.compile(
     rf"^(?:L(?P<fid>{_ID})(?P<sort>{_SORT})(?P<lpage>{_PAGE})"
-    rf"|S(?P<sid>{_ID})|M(?P<mpage>{_PAGE})|Q(?P<qpage>{_PAGE})|H)$"
+    rf"|S(?P<sid>{_ID})|M(?P<mpage>{_PAGE})|Q(?P<qpage>{_PAGE})|G(?P<gid>{_ID})|H)$"
 )
 
 
@@ -139,6 +165,8 @@ def parse_origin(origin: str) -> Origin:
         return Origin("M", page=int(match["mpage"]))
     if match["qpage"] is not None:
         return Origin("Q", page=int(match["qpage"]))
+    if match["gid"] is not None:
+        return Origin("G", goal_id=int(match["gid"]))
     return Origin("H")
 
 
@@ -153,8 +181,10 @@ def back_data(origin: str) -> str:
         return MY_ITEMS.build(page=o.page)
     if o.kind == "Q":
         return SEARCH.build(page=o.page)
+    if o.kind == "G":
+        return GOAL.build(gid=o.goal_id, via="P0")
     return MENU.build()
 
 
-#: Deep link payloads: /start item_TD-07, /start session_s01.
-DEEP_LINK = re.compile(r"^(?P<kind>item|session)_(?P<key>[A-Za-z0-9-]{1,32})$")
+#: Deep link payloads: /start item_TD-07, /start session_s01, /start goal_Z-3.
+DEEP_LINK = re.compile(r"^(?P<kind>item|session|goal)_(?P<key>[A-Za-z0-9-]{1,32})$")

@@ -66,10 +66,52 @@ class ItemData:
 
 
 @dataclass(frozen=True)
+class PartnerData:
+    name: str
+    description: Texts | None
+    url: str | None
+
+
+@dataclass(frozen=True)
+class MilestoneData:
+    title: Texts
+    due_on: dt.date | None
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class GoalData:
+    key: str
+    title: Texts
+    description: Texts
+    action_field_key: str
+    item_keys: tuple[str, ...]
+    #: None: a new goal is planned at 0 %, an existing one keeps what moderators set.
+    status: str | None = None
+    progress: int | None = None
+    partners: tuple[PartnerData, ...] = ()
+    milestones: tuple[MilestoneData, ...] = ()
+
+
+@dataclass(frozen=True)
 class ContentBundle:
     action_fields: tuple[ActionFieldData, ...] = ()
     sessions: tuple[SessionData, ...] = ()
     items: tuple[ItemData, ...] = ()
+    goals: tuple[GoalData, ...] = ()
+
+
+@dataclass(frozen=True)
+class GoalLinks:
+    """Items an import linked to a goal that were not linked to it before."""
+
+    goal_id: int
+    key: str
+    #: The goal is new: it was formed by this import.
+    formed: bool
+    item_ids: tuple[int, ...]
+    #: The items the goal had before (their followers knew of it).
+    known_item_ids: tuple[int, ...] = ()
 
 
 @dataclass
@@ -86,10 +128,18 @@ class ImportReport:
     action_fields: KindReport = field(default_factory=KindReport)
     sessions: KindReport = field(default_factory=KindReport)
     items: KindReport = field(default_factory=KindReport)
+    goals: KindReport = field(default_factory=KindReport)
+    #: Goals formed or with items added (their followers are told once each).
+    goal_links: list[GoalLinks] = field(default_factory=list)
+    #: Residents told that items they follow are part of a goal now.
+    notified: int = 0
+    #: Items that became "adopted" because they were linked to a goal.
+    adopted: list[str] = field(default_factory=list)
 
     def kinds(self) -> list[tuple[str, KindReport]]:
         return [
             ("action fields", self.action_fields),
             ("sessions", self.sessions),
             ("items", self.items),
+            ("goals", self.goals),
         ]

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from domain.progress import ProgressBar, key_order
 from domain.text import pick
 from storage.uow import UnitOfWork
 
@@ -13,6 +14,9 @@ TOP_ITEMS = 3
 MAX_FOLLOWED = 8
 MAX_NEW_ITEMS = 5
 MAX_MEDIA = 5
+MAX_GOALS = 6
+#: A goal's latest progress note is cut to this length in the digest.
+GOAL_NOTE_MAX = 120
 #: Titles in the digest are cut to this length, so that the whole digest stays well within
 #: one message however long the titles are.
 TITLE_MAX = 90
@@ -46,6 +50,19 @@ class NewMedia:
 
 
 @dataclass(frozen=True)
+class GoalNews:
+    """A goal formed or progressed in the period: its progress now and the latest note."""
+
+    goal_id: int
+    key: str
+    title: Texts
+    progress: int
+    note: str | None
+    #: Formed in the period (else: progressed).
+    formed: bool
+
+
+@dataclass(frozen=True)
 class FieldCount:
     title: Texts
     supports: int
@@ -63,15 +80,17 @@ class DigestData:
     new_items: list[NewItem] = field(default_factory=list)
     media: list[NewMedia] = field(default_factory=list)
     fields: list[FieldCount] = field(default_factory=list)
+    #: Goals formed or progressed: new goals first, then by key.
+    goals: list[GoalNews] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
         """Nothing happened at all: no digest is sent."""
-        return not (self.changes or self.new_items or self.media)
+        return not (self.changes or self.new_items or self.media or self.goals)
 
     @property
     def has_news_for_all(self) -> bool:
-        return bool(self.top or self.new_items or self.media)
+        return bool(self.top or self.new_items or self.media or self.goals)
 
     @property
     def has_chart(self) -> bool:
@@ -92,6 +111,7 @@ class DigestData:
             new_items=[NewItem(**i) for i in data.get("new_items", [])],
             media=[NewMedia(**m) for m in data.get("media", [])],
             fields=[FieldCount(**f) for f in data.get("fields", [])],
+            goals=[GoalNews(**g) for g in data.get("goals", [])],
         )
 
 
@@ -119,7 +139,26 @@ async def collect(uow: UnitOfWork, start: dt.datetime, end: dt.datetime) -> Dige
     fields = [
         FieldCount(dict(f.title), n) for f, n in await uow.activity.supports_by_field(start, end)
     ]
-    return DigestData(start, end, changes, top, new_items, media, fields)
+    goals = await goal_news(uow, start, end)
+    return DigestData(start, end, changes, top, new_items, media, fields, goals)
+
+
+async def goal_news(uow: UnitOfWork, start: dt.datetime, end: dt.datetime) -> list[GoalNews]:
+    """Goals formed in the period and goals with progress updates in it (each once, with
+    its progress now and the latest note of the period)."""
+    formed = {g.id for g in await uow.goals.created_between(start, end)}
+    notes: dict[int, str | None] = {}
+    for update in await uow.goals.updates_between(start, end):  # oldest first
+        if update.note:
+            notes[update.goal_id] = update.note
+        else:
+            notes.setdefault(update.goal_id, None)
+    goals = await uow.goals.by_ids(formed | set(notes))
+    news = [
+        GoalNews(g.id, g.key, dict(g.title), g.progress, notes.get(g.id), g.id in formed)
+        for g in goals.values()
+    ]
+    return sorted(news, key=lambda n: (not n.formed, key_order(n.key)))
 
 
 @dataclass(frozen=True)
@@ -139,6 +178,15 @@ class MediaLine:
 
 
 @dataclass(frozen=True)
+class GoalLine(ProgressBar):
+    key: str
+    title: str
+    progress: int
+    note: str | None
+    formed: bool
+
+
+@dataclass(frozen=True)
 class DigestView:
     """One subscriber's digest, in their language. Empty sections are left out."""
 
@@ -150,6 +198,8 @@ class DigestView:
     new_items: list[ItemLine]
     new_items_more: int
     media: list[MediaLine]
+    goals: list[GoalLine] = field(default_factory=list)
+    goals_more: int = 0
 
     @property
     def keys(self) -> list[str]:
@@ -167,8 +217,13 @@ async def followed_items(uow: UnitOfWork, resident_ids: list[int]) -> dict[int, 
     return await uow.activity.follows_of(resident_ids, notify_modes=("instant", "digest"))
 
 
-def short(title: str) -> str:
-    return title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1].rstrip() + "…"
+def short(title: str, limit: int = TITLE_MAX) -> str:
+    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
+
+
+def short_note(note: str | None) -> str | None:
+    """A progress note on one line, cut to GOAL_NOTE_MAX."""
+    return short(" ".join(note.split()), GOAL_NOTE_MAX) if note else None
 
 
 def personal(data: DigestData, followed: set[int], language: str) -> DigestView | None:
@@ -195,4 +250,15 @@ def personal(data: DigestData, followed: set[int], language: str) -> DigestView 
             MediaLine(m.key, short(pick(m.title, language)), m.recordings, m.highlights)
             for m in data.media[:MAX_MEDIA]
         ],
+        goals=[
+            GoalLine(
+                g.key,
+                short(pick(g.title, language)),
+                g.progress,
+                short_note(g.note),
+                g.formed,
+            )
+            for g in data.goals[:MAX_GOALS]
+        ],
+        goals_more=max(0, len(data.goals) - MAX_GOALS),
     )

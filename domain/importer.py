@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     model_validator,
 )
@@ -25,20 +26,30 @@ from pydantic import (
 from domain.content import (
     ActionFieldData,
     ContentBundle,
+    GoalData,
     HighlightData,
     ImportReport,
     ItemData,
+    MilestoneData,
+    PartnerData,
     RecordingData,
     SearchText,
     SessionData,
     SpeakerData,
 )
 from domain.text import DEFAULT_LANGUAGE, clean_user_text, fold
+from storage.models import GOAL_STATUSES
 from storage.uow import UnitOfWork
 
 KEY_RE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 DURATION_RE = re.compile(r"^(?:(\d{1,3}):)?([0-5]?\d):([0-5]\d)$")
+GOAL_KEY_RE = re.compile(r"^Z-[0-9]{1,9}$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Limits of a goal in the file.
+GOAL_ITEMS_MAX = 50
+GOAL_PARTNERS_MAX = 20
+GOAL_MILESTONES_MAX = 30
 
 
 class ImportFailed(Exception):
@@ -135,6 +146,49 @@ def _url(value: Any) -> str:
 Url = Annotated[str, BeforeValidator(_url)]
 
 
+def _goal_key(value: Any) -> str:
+    if not isinstance(value, str) or not GOAL_KEY_RE.match(value):
+        raise ValueError("a goal key is Z- and a number, e.g. Z-3")
+    return value
+
+
+GoalKey = Annotated[str, BeforeValidator(_goal_key)]
+
+
+def _day(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        raise ValueError("expected a date as YYYY-MM-DD, without a time")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and DATE_RE.match(value.strip()):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError("expected a date as YYYY-MM-DD")
+
+
+Day = Annotated[dt.date, BeforeValidator(_day)]
+
+
+def _percent(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise ValueError("expected a whole number from 0 to 100")
+    return value
+
+
+Percent = Annotated[int, BeforeValidator(_percent)]
+
+
+def _goal_status(value: Any) -> str:
+    if not isinstance(value, str) or value not in GOAL_STATUSES:
+        raise ValueError(f"unknown status {value!r}, expected one of {', '.join(GOAL_STATUSES)}")
+    return value
+
+
+GoalStatus = Annotated[str, BeforeValidator(_goal_status)]
+
+
 # --------------------------------------------------------------------------- file schema
 
 
@@ -199,11 +253,36 @@ class _ItemIn(_Strict):
     action_field: Key
 
 
+class _PartnerIn(_Strict):
+    name: Annotated[str, _plain(200)]
+    description: Annotated[dict[str, str] | None, _texts(500)] = None
+    url: Url | None = None
+
+
+class _MilestoneIn(_Strict):
+    title: Annotated[dict[str, str], _texts(200)]
+    due: Day | None = None
+    done: StrictBool = False
+
+
+class _GoalIn(_Strict):
+    key: GoalKey
+    title: Annotated[dict[str, str], _texts(200)]
+    description: Annotated[dict[str, str], _texts(2000)]
+    action_field: Key
+    items: list[Key] = Field(min_length=1, max_length=GOAL_ITEMS_MAX)
+    status: GoalStatus | None = None
+    progress: Percent | None = None
+    partners: list[_PartnerIn] = Field(default_factory=list, max_length=GOAL_PARTNERS_MAX)
+    milestones: list[_MilestoneIn] = Field(default_factory=list, max_length=GOAL_MILESTONES_MAX)
+
+
 class _FileIn(_Strict):
     meta: dict[str, Any] | None = None
     action_fields: list[_ActionFieldIn] = Field(default_factory=list)
     sessions: list[_SessionIn] = Field(default_factory=list)
     items: list[_ItemIn] = Field(default_factory=list)
+    goals: list[_GoalIn] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -284,7 +363,9 @@ def parse_content(raw: Any, tz: ZoneInfo) -> ContentBundle:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ImportFailed(["file: expected a mapping with action_fields, sessions and items"])
+        raise ImportFailed(
+            ["file: expected a mapping with action_fields, sessions, items and goals"]
+        )
     try:
         content = _FileIn.model_validate(raw)
     except ValidationError as exc:
@@ -295,6 +376,7 @@ def parse_content(raw: Any, tz: ZoneInfo) -> ContentBundle:
         ("action_fields", [f.key for f in content.action_fields]),
         ("sessions", [s.key for s in content.sessions]),
         ("items", [i.key for i in content.items]),
+        ("goals", [g.key for g in content.goals]),
     ]
     for kind, keys in keyed:
         seen: dict[str, int] = {}
@@ -302,6 +384,15 @@ def parse_content(raw: Any, tz: ZoneInfo) -> ContentBundle:
             if key in seen:
                 errors.append(f"{kind}[{n}] ({key}).key: duplicate key, also {kind}[{seen[key]}]")
             seen.setdefault(key, n)
+    for n, goal in enumerate(content.goals):
+        listed: dict[str, int] = {}
+        for m, key in enumerate(goal.items):
+            if key in listed:
+                errors.append(
+                    f"goals[{n}] ({goal.key}).items[{m}]: {key} is listed twice, "
+                    f"also items[{listed[key]}]"
+                )
+            listed.setdefault(key, m)
     if errors:
         raise ImportFailed(errors)
 
@@ -345,6 +436,25 @@ def parse_content(raw: Any, tz: ZoneInfo) -> ContentBundle:
             )
             for i in content.items
         ),
+        goals=tuple(
+            GoalData(
+                key=g.key,
+                title=g.title,
+                description=g.description,
+                action_field_key=g.action_field,
+                item_keys=tuple(g.items),
+                status=g.status,
+                progress=g.progress,
+                partners=tuple(
+                    PartnerData(name=p.name, description=p.description, url=p.url)
+                    for p in g.partners
+                ),
+                milestones=tuple(
+                    MilestoneData(title=m.title, due_on=m.due, done=m.done) for m in g.milestones
+                ),
+            )
+            for g in content.goals
+        ),
     )
 
 
@@ -365,15 +475,42 @@ def check_references(
         for m, key in enumerate(session.item_keys):
             if key not in items:
                 errors.append(f"sessions[{n}] ({session.key}).items[{m}]: unknown item {key!r}")
+    for n, goal in enumerate(bundle.goals):
+        if goal.action_field_key not in fields:
+            errors.append(
+                f"goals[{n}] ({goal.key}).action_field: unknown action field "
+                f"{goal.action_field_key!r}"
+            )
+        for m, key in enumerate(goal.item_keys):
+            if key not in items:
+                errors.append(f"goals[{n}] ({goal.key}).items[{m}]: unknown item {key!r}")
     return errors
 
 
 async def import_content(uow: UnitOfWork, raw: Any, tz: ZoneInfo) -> ImportReport:
-    """Validate and write; on any error nothing is written."""
+    """Validate and write; on any error nothing is written. Items newly linked to a goal
+    (a goal formed, or items added to one) become "adopted" with a dated history entry
+    (if they were open or in review), and their followers are told once each."""
     bundle = parse_content(raw, tz)
     async with uow.write():
         known_fields, _, known_items = await uow.content_writer.existing_keys()
         errors = check_references(bundle, known_fields, known_items)
         if errors:
             raise ImportFailed(errors)
-        return await uow.content_writer.apply(bundle)
+        report = await uow.content_writer.apply(bundle)
+        if report.goal_links:
+            # Imported here: goal editing (domain.goal_admin) uses this module's validators.
+            from domain.goal_admin import items_linked
+
+            for links in report.goal_links:
+                linked = await items_linked(
+                    uow,
+                    links.goal_id,
+                    links.key,
+                    links.item_ids,
+                    formed=links.formed,
+                    known_item_ids=links.known_item_ids,
+                )
+                report.notified += linked.notified
+                report.adopted.extend(linked.adopted)
+        return report

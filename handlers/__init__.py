@@ -10,6 +10,8 @@ from handlers import (
     comments,
     errors,
     gate,
+    goal_admin,
+    goals,
     items,
     moderation,
     my_items,
@@ -38,6 +40,8 @@ FEATURES = (
     status,
     broadcast,
     staff_tools,
+    goals,
+    goal_admin,
     text_input,
     errors,
 )

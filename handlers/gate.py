@@ -31,6 +31,8 @@ KEEPS_PROMPT = (
     cb.PROPOSAL_FIELD,
     cb.PROPOSAL_SEND,
     cb.NO_REASON,
+    cb.GOAL_ADMIN_FIELD,
+    cb.GOAL_ADMIN_CREATE,
 )
 
 

@@ -146,8 +146,18 @@ def card_keyboard(context: BotContext, card: ItemCard, origin: str) -> Keyboard:
                 button(label(context, "main_menu"), cb.MENU.build()),
             ],
         ]
+    goals: Keyboard = [
+        [
+            button(
+                label(context, "goal_button", g.key, g.title),
+                cb.GOAL.build(gid=g.id, via=f"I{iid}"),
+            )
+        ]
+        for g in card.goals
+    ]
     return [
         [support],
+        *goals,
         [
             button(label(context, "comment"), cb.COMMENT.build(iid=iid, origin=origin)),
             button(

@@ -9,7 +9,7 @@ from bot import callbacks as cb
 from bot.context import BotContext
 from domain import items as item_service
 from domain import sessions as session_service
-from handlers import items, sessions
+from handlers import goals, items, sessions
 from handlers.common import (
     Keyboard,
     button,
@@ -30,9 +30,10 @@ def main_menu_keyboard(context: BotContext) -> Keyboard:
             button(label(context, "menu_items"), cb.ITEMS_MENU.build()),
         ],
         [
+            button(label(context, "menu_goals"), cb.GOALS.build(page=0)),
             button(label(context, "menu_my_items"), cb.MY_ITEMS.build(page=0)),
-            button(label(context, "menu_settings"), cb.SETTINGS.build()),
         ],
+        [button(label(context, "menu_settings"), cb.SETTINGS.build())],
     ]
 
 
@@ -67,10 +68,13 @@ async def start(update: Update, context: BotContext) -> None:
 
 
 async def open_deep_link(update: Update, context: BotContext, payload: str) -> bool:
-    """Open the item or session a `/start item_TD-07` link points at. False if unknown."""
+    """Open the item, session or goal a `/start item_TD-07` link points at. False if
+    unknown."""
     match = cb.DEEP_LINK.match(payload)
     if match is None:
         return False
+    if match["kind"] == "goal":
+        return await goals.open_goal_key(update, context, match["key"])
     if match["kind"] == "item":
         item_id = await item_service.item_id_for_key(context.uow, match["key"])
         if item_id is None:

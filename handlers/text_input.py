@@ -10,10 +10,21 @@ from bot import callbacks as cb
 from bot.context import BotContext
 from domain import announcements
 from domain import comments as comment_service
+from domain import goal_admin as goal_admin_service
+from domain import goals as goal_service
 from domain import items as item_service
 from domain import moderation as moderation_service
 from domain import proposals as proposal_service
-from handlers import broadcast, comments, moderation, proposals, search, settings
+from handlers import (
+    broadcast,
+    comments,
+    goal_admin,
+    goals,
+    moderation,
+    proposals,
+    search,
+    settings,
+)
 from handlers.common import (
     button,
     label,
@@ -43,6 +54,10 @@ async def on_text(update: Update, context: BotContext) -> None:
         await proposals.receive_text(update, context, text)
     elif awaiting == moderation_service.AWAITING_REASON:
         await moderation.receive_reason(update, context, text)
+    elif awaiting == goal_service.AWAITING_HELP:
+        await goals.receive_help_note(update, context, text)
+    elif awaiting in goal_admin_service.AWAITING:
+        await goal_admin.receive_text(update, context, text)
     else:
         await show(
             update,
@@ -67,6 +82,12 @@ async def on_other(update: Update, context: BotContext) -> None:
         return
     if context.resident.awaiting == moderation_service.AWAITING_REASON:
         await moderation.receive_non_text(update, context)
+        return
+    if context.resident.awaiting == goal_service.AWAITING_HELP:
+        await goals.receive_non_text(update, context)
+        return
+    if context.resident.awaiting in goal_admin_service.AWAITING:
+        await goal_admin.receive_non_text(update, context)
         return
     if context.resident.awaiting is not None:
         await comments.receive_non_text(update, context)

@@ -12,14 +12,18 @@ from sqlalchemy.orm import selectinload
 
 from domain.content import (
     ContentBundle,
+    GoalLinks,
     HighlightData,
     ImportReport,
     KindReport,
     RecordingData,
 )
+from storage.goal_writer import GoalWriter
 from storage.models import (
     ActionField,
     EventSession,
+    Goal,
+    GoalItem,
     Highlight,
     Item,
     ItemSearchText,
@@ -54,6 +58,7 @@ class ContentWriter(Repository):
         fields = await self._apply_fields(bundle, report.action_fields)
         items = await self._apply_items(bundle, fields, report.items)
         await self._apply_sessions(bundle, items, report.sessions)
+        await self._apply_goals(bundle, fields, items, report)
         await self.session.flush()
         return report
 
@@ -165,6 +170,70 @@ class ContentWriter(Repository):
             else:
                 (report.updated if changed else report.unchanged).append(data.key)
         report.kept = sorted(set(rows) - {s.key for s in bundle.sessions})
+
+    async def _apply_goals(
+        self,
+        bundle: ContentBundle,
+        field_ids: dict[str, int],
+        item_ids: dict[str, int],
+        report: ImportReport,
+    ) -> None:
+        """Goals by key, updated in place (follows, help offers and progress updates point
+        at the goal's id and are never touched). Partners and milestones become the file's
+        lists; status and progress change only when the file gives them. Items newly linked
+        are listed in `report.goal_links`."""
+        writer = GoalWriter(self.session)
+        rows = {g.key: g for g in (await self.session.execute(select(Goal))).scalars()}
+        links: dict[int, set[int]] = {}
+        for goal_id, item_id in await self.session.execute(
+            select(GoalItem.goal_id, GoalItem.item_id)
+        ):
+            links.setdefault(goal_id, set()).add(item_id)
+        now = utcnow()
+        for data in bundle.goals:
+            row = rows.get(data.key)
+            values: dict[str, Any] = {
+                "title": data.title,
+                "description": data.description,
+                "action_field_id": field_ids[data.action_field_key],
+            }
+            if data.status is not None:
+                values["status"] = data.status
+            if data.progress is not None:
+                values["progress"] = data.progress
+            created = row is None
+            if row is None:
+                values.setdefault("status", "planned")
+                values.setdefault("progress", 0)
+                row = Goal(key=data.key, created_at=now, updated_at=now, **values)
+                self.session.add(row)
+                await self.session.flush()
+                rows[data.key] = row
+                changed = True
+            else:
+                changed = _assign(row, values)
+            changed |= await writer.replace_partners(
+                row.id, [(p.name, p.description, p.url) for p in data.partners]
+            )
+            changed |= await writer.replace_milestones(
+                row.id, [(m.title, m.due_on, m.done) for m in data.milestones]
+            )
+            had = links.get(row.id, set())
+            added, removed = await writer.set_items(row.id, (item_ids[k] for k in data.item_keys))
+            if added:
+                report.goal_links.append(
+                    GoalLinks(row.id, row.key, created, tuple(sorted(added)), tuple(sorted(had)))
+                )
+            changed |= bool(added or removed)
+            if created:
+                report.goals.created.append(data.key)
+            elif changed:
+                row.updated_at = now
+                report.goals.updated.append(data.key)
+            else:
+                report.goals.unchanged.append(data.key)
+        report.goals.kept = sorted(set(rows) - {g.key for g in bundle.goals})
+        await self.session.flush()
 
     @staticmethod
     def _sync_speakers(row: EventSession, speakers: Sequence[Any]) -> bool:

@@ -87,7 +87,7 @@ class GoalRepository(Repository):
             .join(ActionField, ActionField.id == Goal.action_field_id)
             .order_by(ActionField.position, ActionField.id, Goal.key)
         )
-        return [(g, f) for g, f in result.tuples()]
+        return [(g, f) for g, f in result.all()]
 
     async def field(self, goal: Goal) -> ActionField | None:
         return await self.session.get(ActionField, goal.action_field_id)
@@ -99,13 +99,11 @@ class GoalRepository(Repository):
             .where(GoalItem.goal_id == goal_id)
             .order_by(Item.key)
         )
-        return [GoalItemRow(i, k, dict(t), s) for i, k, t, s in result.tuples()]
+        return [GoalItemRow(i, k, dict(t), s) for i, k, t, s in result.all()]
 
     async def partners(self, goal_id: int) -> Sequence[Partner]:
         result = await self.session.execute(
-            select(Partner)
-            .where(Partner.goal_id == goal_id)
-            .order_by(Partner.position, Partner.id)
+            select(Partner).where(Partner.goal_id == goal_id).order_by(Partner.position, Partner.id)
         )
         return result.scalars().all()
 
@@ -204,7 +202,7 @@ class GoalRepository(Repository):
             .where(HelpOffer.goal_id == goal_id)
             .order_by(HelpOffer.created_at, Resident.id)
         )
-        return [HelperRow(*row) for row in result.tuples()]
+        return [HelperRow(*row) for row in result.all()]
 
     # ------------------------------------------------------------------ progress
 
@@ -241,9 +239,7 @@ class GoalRepository(Repository):
 
     async def created_between(self, start: dt.datetime, end: dt.datetime) -> Sequence[Goal]:
         result = await self.session.execute(
-            select(Goal)
-            .where(Goal.created_at >= start, Goal.created_at < end)
-            .order_by(Goal.key)
+            select(Goal).where(Goal.created_at >= start, Goal.created_at < end).order_by(Goal.key)
         )
         return result.scalars().all()
 

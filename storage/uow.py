@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storage.content_writer import ContentWriter
 from storage.database import create_engine, write_intent
 from storage.export import ExportRepository
+from storage.goal_writer import GoalWriter
 from storage.goals import GoalRepository
 from storage.moderation import ModerationRepository, ProposalRepository
 from storage.outbox import (
@@ -50,6 +51,7 @@ class UnitOfWork:
         self.roles = RoleRepository(session)
         self.audit = AuditRepository(session)
         self.goals = GoalRepository(session)
+        self.goal_writer = GoalWriter(session)
         self.proposals = ProposalRepository(session)
         self.moderation = ModerationRepository(session)
         self.stats = StatsRepository(session)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: Every environment variable the settings read; none may leak in from the outside.
 SETTING_NAMES = frozenset(name.upper() for name in Settings.model_fields)
-SAMPLE = {"action fields": 7, "sessions": 26, "items": 78}
+SAMPLE = {"action fields": 7, "sessions": 26, "items": 78, "goals": 7}
 BOOT_TIMEOUT = 30.0
 EXIT_TIMEOUT = 20.0
 

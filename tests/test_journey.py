@@ -38,6 +38,7 @@ async def test_start_greets_in_german_with_privacy_notice_and_menu(bot: BotHarne
     assert reply.button_texts() == [
         "🎤 Sessions",
         "📋 to:DO-Punkte",
+        "🎯 Ziele",
         "⭐ Meine Punkte",
         "⚙️ Einstellungen",
     ]

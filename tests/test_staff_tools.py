@@ -607,7 +607,7 @@ def test_cli_export_writes_the_files_without_a_token(tmp_path: Path) -> None:
     pseudonyms = asyncio.run(comment())
     result = todo_bot(tmp_path, "export", DATABASE_URL=db)
     assert result.returncode == 0, result.stderr
-    assert "items 78, goals 0, approved comments 1" in result.stdout
+    assert "items 78, goals 7, approved comments 1" in result.stdout
     files = {name: (tmp_path / name).read_bytes() for name in export_service.FILE_NAMES}
     check_export(files, [str(PEOPLE["mia"]), *map(str, pseudonyms)])
     assert len(parse_csv(files["items.csv"])) == 78

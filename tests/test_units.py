@@ -90,7 +90,7 @@ def test_clean_user_text() -> None:
 # --------------------------------------------------------------------------- callbacks
 
 ROUTES = {name: value for name, value in vars(cb).items() if isinstance(value, cb.Route)}
-LONGEST_ORIGINS = ["L999999999d9999", "S999999999", "M9999", "Q9999", "H"]
+LONGEST_ORIGINS = ["L999999999d9999", "S999999999", "M9999", "Q9999", "G999999999", "H"]
 MAXIMAL = {
     "iid": 999_999_999,
     "sid": 999_999_999,
@@ -109,6 +109,11 @@ MAXIMAL = {
     "pid": 999_999_999,
     "oid": 999_999_999,
     "kind": "h",
+    "gid": 999_999_999,
+    "via": "I999999999",
+    "what": "l",
+    "status": "planned",
+    "mid": 999_999_999,
 }
 
 
@@ -182,6 +187,7 @@ def test_parse_reads_arguments() -> None:
         ("S5", "s:5"),
         ("M2", "my:2"),
         ("Q7", "q:7"),
+        ("G3", "go:3:P0"),
         ("H", "m"),
         ("", "m"),
         ("garbage", "m"),
