@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from domain.broadcasts import notify_goal_followers
 from domain.importer import KEY_RE, _url
 from domain.staff import Actor, record
-from domain.text import DEFAULT_LANGUAGE, clean_user_text, pick
+from domain.text import DEFAULT_LANGUAGE, checked_text, clean_user_text, pick
 from storage.goal_writer import LinkedItem
 from storage.models import GOAL_STATUSES, Goal, utcnow
 from storage.uow import UnitOfWork
@@ -129,7 +129,7 @@ async def items_linked(
             )
         adopted = []
         wanted = set(item_ids)
-        for item in await uow.goal_writer.items(goal_id):
+        for item in await uow.goal_writer.linked_items(goal_id):
             if item.id in wanted and item.status in ADOPTABLE:
                 await uow.content.set_status(item.id, "adopted")
                 await uow.content.add_history(
@@ -143,14 +143,8 @@ async def items_linked(
 
 
 def _check(text: str, limit: int, *, one_line: bool) -> tuple[str, GoalProblem | None, int]:
-    cleaned = clean_user_text(text)
-    if one_line:
-        cleaned = " ".join(cleaned.split())
-    if not cleaned:
-        return cleaned, GoalProblem.EMPTY, 0
-    if len(cleaned) > limit:
-        return cleaned, GoalProblem.TOO_LONG, len(cleaned)
-    return cleaned, None, len(cleaned)
+    cleaned, problem, length = checked_text(text, limit, one_line=one_line)
+    return cleaned, GoalProblem(problem) if problem else None, length
 
 
 @dataclass(frozen=True)
@@ -498,11 +492,11 @@ class AdminCard:
 
 async def _goal(uow: UnitOfWork, goal: int | str) -> Goal | None:
     if isinstance(goal, int):
-        return await uow.goal_writer.goal(goal)
+        return await uow.goals.get(goal)
     key = goal.strip()
-    found = await uow.goal_writer.by_key(key)
+    found = await uow.goals.by_key(key)
     if found is None and key != key.upper():
-        found = await uow.goal_writer.by_key(key.upper())
+        found = await uow.goals.by_key(key.upper())
     return found
 
 
@@ -511,7 +505,7 @@ async def card(uow: UnitOfWork, goal: int | str, language: str) -> AdminCard | N
     row = await _goal(uow, goal)
     if row is None:
         return None
-    field = await uow.goal_writer.field(row.action_field_id)
+    field = await uow.goal_writer.action_field(row.action_field_id)
     return AdminCard(
         id=row.id,
         key=row.key,
@@ -523,15 +517,15 @@ async def card(uow: UnitOfWork, goal: int | str, language: str) -> AdminCard | N
         progress=row.progress,
         items=[
             ItemLine(i.key, pick(i.title, language), i.status)
-            for i in await uow.goal_writer.items(row.id)
+            for i in await uow.goal_writer.linked_items(row.id)
         ],
         partners=[
             PartnerLine(p.id, p.name, pick(p.description, language), p.url)
-            for p in await uow.goal_writer.partners(row.id)
+            for p in await uow.goals.partners(row.id)
         ],
         milestones=[
             MilestoneLine(m.id, pick(m.title, language), m.due_on, m.done)
-            for m in await uow.goal_writer.milestones(row.id)
+            for m in await uow.goals.milestones(row.id)
         ],
     )
 
@@ -560,14 +554,12 @@ async def start_edit(uow: UnitOfWork, resident_id: int, goal_id: int, what: str)
     """An edit button that is answered with a text: wait for it."""
     assert what in TEXT_EDITS
     async with uow.write():
-        goal = await uow.goal_writer.goal(goal_id)
+        goal = await uow.goals.get(goal_id)
         if goal is None:
             return Edit(goal_id, what=what, problem=GoalProblem.UNKNOWN_GOAL)
-        if what == EDIT_PARTNER_ADD and len(await uow.goal_writer.partners(goal_id)) >= (
-            PARTNERS_MAX
-        ):
+        if what == EDIT_PARTNER_ADD and len(await uow.goals.partners(goal_id)) >= (PARTNERS_MAX):
             return Edit(goal_id, goal.key, what, GoalProblem.TOO_MANY, limit=PARTNERS_MAX)
-        if what == EDIT_MILESTONE_ADD and len(await uow.goal_writer.milestones(goal_id)) >= (
+        if what == EDIT_MILESTONE_ADD and len(await uow.goals.milestones(goal_id)) >= (
             MILESTONES_MAX
         ):
             return Edit(goal_id, goal.key, what, GoalProblem.TOO_MANY, limit=MILESTONES_MAX)
@@ -603,7 +595,7 @@ async def _receive_edit(
     milestone = parse_milestone(text) if what == EDIT_MILESTONE_ADD else None
     items = await parse_items(uow, text) if what == EDIT_ITEMS else None
     async with uow.write():
-        goal = await uow.goal_writer.goal(goal_id)
+        goal = await uow.goals.get(goal_id)
         if goal is None:
             await uow.conversations.clear_awaiting(resident_id)
             return Edit(goal_id, what=what, problem=GoalProblem.UNKNOWN_GOAL)
@@ -685,7 +677,7 @@ async def _edit_text(
 async def _edit_items(
     uow: UnitOfWork, actor: Actor, goal: Goal, items: Sequence[LinkedItem]
 ) -> Edit:
-    had = await uow.goal_writer.items(goal.id)
+    had = await uow.goal_writer.linked_items(goal.id)
     added, removed = await uow.goal_writer.set_items(goal.id, [i.id for i in items])
     if not added and not removed:
         return Edit(goal.id, goal.key, EDIT_ITEMS, GoalProblem.UNCHANGED)
@@ -722,7 +714,7 @@ async def _edit_items(
 async def _add_partner(
     uow: UnitOfWork, actor: Actor, goal: Goal, partner: PartnerParsed, language: str
 ) -> Edit:
-    if len(await uow.goal_writer.partners(goal.id)) >= PARTNERS_MAX:
+    if len(await uow.goals.partners(goal.id)) >= PARTNERS_MAX:
         return Edit(goal.id, goal.key, EDIT_PARTNER_ADD, GoalProblem.TOO_MANY, limit=PARTNERS_MAX)
     description = _texts(partner.description, language) if partner.description else None
     await uow.goal_writer.add_partner(goal.id, partner.name, description, partner.url)
@@ -740,7 +732,7 @@ async def _add_partner(
 async def _add_milestone(
     uow: UnitOfWork, actor: Actor, goal: Goal, milestone: MilestoneParsed, language: str
 ) -> Edit:
-    if len(await uow.goal_writer.milestones(goal.id)) >= MILESTONES_MAX:
+    if len(await uow.goals.milestones(goal.id)) >= MILESTONES_MAX:
         return Edit(
             goal.id, goal.key, EDIT_MILESTONE_ADD, GoalProblem.TOO_MANY, limit=MILESTONES_MAX
         )
@@ -764,15 +756,15 @@ async def _add_milestone(
 
 async def set_field(uow: UnitOfWork, actor: Actor, goal_id: int, field_id: int) -> Edit:
     async with uow.write():
-        goal = await uow.goal_writer.goal(goal_id)
+        goal = await uow.goals.get(goal_id)
         if goal is None:
             return Edit(goal_id, what=EDIT_FIELD, problem=GoalProblem.UNKNOWN_GOAL)
-        field = await uow.goal_writer.field(field_id)
+        field = await uow.goal_writer.action_field(field_id)
         if field is None:
             return Edit(goal_id, goal.key, EDIT_FIELD, GoalProblem.UNKNOWN_FIELD)
         if goal.action_field_id == field_id:
             return Edit(goal_id, goal.key, EDIT_FIELD)
-        before = await uow.goal_writer.field(goal.action_field_id)
+        before = await uow.goal_writer.action_field(goal.action_field_id)
         await uow.goal_writer.update_goal(goal_id, action_field_id=field_id)
         await record(
             uow,
@@ -790,7 +782,7 @@ async def set_status(uow: UnitOfWork, actor: Actor, goal_id: int, status: str) -
     if status not in GOAL_STATUSES:
         return Edit(goal_id, what=EDIT_STATUS, problem=GoalProblem.UNKNOWN_STATUS)
     async with uow.write():
-        goal = await uow.goal_writer.goal(goal_id)
+        goal = await uow.goals.get(goal_id)
         if goal is None:
             return Edit(goal_id, what=EDIT_STATUS, problem=GoalProblem.UNKNOWN_GOAL)
         previous = goal.status
@@ -811,7 +803,7 @@ async def set_status(uow: UnitOfWork, actor: Actor, goal_id: int, status: str) -
 
 async def remove_partner(uow: UnitOfWork, actor: Actor, goal_id: int, partner_id: int) -> Edit:
     async with uow.write():
-        goal = await uow.goal_writer.goal(goal_id)
+        goal = await uow.goals.get(goal_id)
         if goal is None:
             return Edit(goal_id, what=EDIT_PARTNER_REMOVE, problem=GoalProblem.UNKNOWN_GOAL)
         partner = await uow.goal_writer.remove_partner(goal_id, partner_id)
@@ -833,7 +825,7 @@ async def set_milestone_done(
 ) -> Edit:
     """Mark a milestone done or not (the button carries the state it sets)."""
     async with uow.write():
-        goal = await uow.goal_writer.goal(goal_id)
+        goal = await uow.goals.get(goal_id)
         if goal is None:
             return Edit(goal_id, what=EDIT_MILESTONES, problem=GoalProblem.UNKNOWN_GOAL)
         milestone = await uow.goal_writer.milestone(goal_id, milestone_id)
@@ -861,7 +853,7 @@ async def set_milestone_done(
 
 async def remove_milestone(uow: UnitOfWork, actor: Actor, goal_id: int, milestone_id: int) -> Edit:
     async with uow.write():
-        goal = await uow.goal_writer.goal(goal_id)
+        goal = await uow.goals.get(goal_id)
         if goal is None:
             return Edit(goal_id, what=EDIT_MILESTONES, problem=GoalProblem.UNKNOWN_GOAL)
         milestone = await uow.goal_writer.milestone(goal_id, milestone_id)

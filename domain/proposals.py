@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from domain.staff import Actor, record
-from domain.text import DEFAULT_LANGUAGE, clean_user_text, fold, pick
+from domain.text import DEFAULT_LANGUAGE, checked_text, clean_user_text, fold, pick
 from domain.views import Author
 from storage.moderation import ProposalRow
 from storage.uow import UnitOfWork
@@ -106,14 +106,8 @@ async def start(uow: UnitOfWork, resident_id: int) -> Step:
 
 
 def _check(text: str, limit: int, *, one_line: bool) -> tuple[str, ProposalProblem | None, int]:
-    cleaned = clean_user_text(text)
-    if one_line:
-        cleaned = " ".join(cleaned.split())
-    if not cleaned:
-        return cleaned, ProposalProblem.EMPTY, 0
-    if len(cleaned) > limit:
-        return cleaned, ProposalProblem.TOO_LONG, len(cleaned)
-    return cleaned, None, len(cleaned)
+    cleaned, problem, length = checked_text(text, limit, one_line=one_line)
+    return cleaned, ProposalProblem(problem) if problem else None, length
 
 
 async def receive_text(uow: UnitOfWork, resident_id: int, text: str) -> Step:

@@ -56,3 +56,16 @@ def language_for(code: str | None) -> str:
 def clean_user_text(text: str) -> str:
     """Strip invisible and control characters (keeps newlines and tabs) and outer blanks."""
     return _INVISIBLE.sub("", unicodedata.normalize("NFC", text)).strip()
+
+
+def checked_text(text: str, limit: int, *, one_line: bool) -> tuple[str, str | None, int]:
+    """A typed text cleaned (`one_line`: whitespace folded to single spaces), with the
+    problem "empty" or "too_long" (at most `limit` characters) or None, and its length."""
+    cleaned = clean_user_text(text)
+    if one_line:
+        cleaned = " ".join(cleaned.split())
+    if not cleaned:
+        return cleaned, "empty", 0
+    if len(cleaned) > limit:
+        return cleaned, "too_long", len(cleaned)
+    return cleaned, None, len(cleaned)

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, func, insert, literal, select, union, update
 
+from storage.goals import GoalRepository
 from storage.models import (
     ActionField,
     Follow,
@@ -27,7 +28,6 @@ from storage.models import (
     Resident,
     utcnow,
 )
-from storage.repositories import Repository
 
 GOAL_KEY_PREFIX = "Z-"
 _GOAL_NUMBER = re.compile(rf"^{re.escape(GOAL_KEY_PREFIX)}(\d+)$")
@@ -43,17 +43,12 @@ class LinkedItem:
     status: str
 
 
-class GoalWriter(Repository):
+class GoalWriter(GoalRepository):
+    """Creating and editing goals; the reads are GoalRepository's."""
+
     # ------------------------------------------------------------------ the goal
 
-    async def goal(self, goal_id: int) -> Goal | None:
-        return await self.session.get(Goal, goal_id)
-
-    async def by_key(self, key: str) -> Goal | None:
-        result = await self.session.execute(select(Goal).where(Goal.key == key))
-        return result.scalar_one_or_none()
-
-    async def field(self, field_id: int) -> ActionField | None:
+    async def action_field(self, field_id: int) -> ActionField | None:
         return await self.session.get(ActionField, field_id)
 
     async def next_key(self) -> str:
@@ -117,7 +112,7 @@ class GoalWriter(Repository):
         )
         return {k: LinkedItem(i, k, dict(t), s) for i, k, t, s in result}
 
-    async def items(self, goal_id: int) -> list[LinkedItem]:
+    async def linked_items(self, goal_id: int) -> list[LinkedItem]:
         """The goal's items, by key."""
         result = await self.session.execute(
             select(Item.id, Item.key, Item.title, Item.status)
@@ -194,12 +189,6 @@ class GoalWriter(Repository):
 
     # ------------------------------------------------------------------ partners
 
-    async def partners(self, goal_id: int) -> Sequence[Partner]:
-        result = await self.session.execute(
-            select(Partner).where(Partner.goal_id == goal_id).order_by(Partner.position, Partner.id)
-        )
-        return result.scalars().all()
-
     async def _next_position(self, model: type[Partner] | type[Milestone], goal_id: int) -> int:
         result = await self.session.execute(
             select(func.max(model.position)).where(model.goal_id == goal_id)
@@ -247,14 +236,6 @@ class GoalWriter(Repository):
         return True
 
     # ------------------------------------------------------------------ milestones
-
-    async def milestones(self, goal_id: int) -> Sequence[Milestone]:
-        result = await self.session.execute(
-            select(Milestone)
-            .where(Milestone.goal_id == goal_id)
-            .order_by(Milestone.position, Milestone.id)
-        )
-        return result.scalars().all()
 
     async def add_milestone(
         self, goal_id: int, title: dict[str, str], due_on: dt.date | None

@@ -563,6 +563,6 @@ async def test_a_key_taken_meanwhile_is_skipped(
     async with database.uow() as uow:
         keys = list((await uow.session.execute(select(Goal.key).order_by(Goal.key))).scalars())
         assert keys == ["Z-1", "Z-2"]
-        assert (await uow.goal_writer.items(created.goal_id or 0))[0].key == "TD-04"
+        assert (await uow.goal_writer.linked_items(created.goal_id or 0))[0].key == "TD-04"
         actions = list((await uow.session.execute(select(AuditEntry.action))).scalars())
         assert actions == ["goal_create"]

@@ -340,7 +340,7 @@ async def test_offer_help_with_a_note_then_change_it(bot: BotHarness) -> None:
     prompt = bot.screen(ANNA)["text"]
     assert "Du willst bei Z-1 helfen" in prompt
     assert f"„Anwohner*in {pseudonym}“" in prompt
-    assert "Team der InnoLab" in prompt and "Notiz" in prompt
+    assert "Team des InnoLabs" in prompt and "Notiz" in prompt
     assert buttons_of(bot.screen(ANNA)) == ["📤 Ohne Notiz senden", "✖️ Abbrechen"]
 
     [reply] = sent(await bot.send(user, "Ich bin Elektrikerin und kann \u200bmitmachen."))
