@@ -19,5 +19,7 @@ WORKDIR /home/todo
 ENV DATABASE_URL=sqlite+aiosqlite:////home/todo/var/todo-bot.sqlite3 \
     PYTHONUNBUFFERED=1
 VOLUME ["/home/todo/var"]
+# Webhook mode (WEBHOOK_URL set): the webhook, /healthz and /metrics on WEBHOOK_PORT.
+EXPOSE 8080
 # `run` applies migrations before it starts polling.
 CMD ["todo-bot", "run"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import TelegramError
@@ -11,6 +12,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.context import BotContext, Services
 from bot.delivery.service import Delivery
+from bot.metrics import MeteredRequest, Metrics
 from bot.processor import ResidentOrderedProcessor
 from bot.rendering import Renderer
 from bot.settings import Settings
@@ -31,6 +33,8 @@ RESIDENT_COMMANDS = (
     "settings",
     "language",
     "privacy",
+    "mydata",
+    "deleteme",
     "help",
     "subscribe",
     "unsubscribe",
@@ -53,6 +57,7 @@ ADMIN_COMMANDS = ("mod",)
 #: In the moderators' group only the queue works (the rest is done in private chats).
 GROUP_COMMANDS = ("queue",)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+PRUNE_EVERY = 6 * 3600.0
 
 
 def build_application(
@@ -61,12 +66,20 @@ def build_application(
     *,
     renderer: Renderer | None = None,
     on_update_done: Callable[[object], Awaitable[None] | None] | None = None,
+    webhook: bool = False,
 ) -> Application:  # type: ignore[type-arg]
+    """The bot. `webhook`: without an Updater (bot/web.py feeds it the updates)."""
     token = settings.require_token()
     processor = ResidentOrderedProcessor(settings.update_concurrency, database, on_update_done)
+    metrics = Metrics()
+    processor.metrics = metrics
+    builder = ApplicationBuilder().request(MeteredRequest(metrics, connection_pool_size=256))
+    if webhook:
+        builder = builder.updater(None)
+    else:
+        builder = builder.get_updates_request(MeteredRequest(metrics, connection_pool_size=1))
     app = (
-        ApplicationBuilder()
-        .token(token)
+        builder.token(token)
         .base_url(f"{settings.telegram_api_url}/bot")
         .base_file_url(f"{settings.telegram_api_url}/file/bot")
         .context_types(ContextTypes(context=BotContext))
@@ -77,6 +90,8 @@ def build_application(
     )
     renderer = renderer or Renderer(settings.tz)
     delivery = Delivery(settings, database, renderer)
+    delivery.api_observer = lambda method, code: metrics.api_call("sender", method, code)
+    app.bot_data["metrics"] = metrics
     app.bot_data["services"] = Services(settings, database, renderer, delivery)
     register_all(app)
     return app
@@ -87,10 +102,44 @@ async def _post_init(app: Application) -> None:  # type: ignore[type-arg]
     services.renderer.warm_up()
     await configure_bot_profile(app)
     if services.delivery is not None:
-        await services.delivery.start(app)
+        await services.delivery.start(app, run=services.settings.role == "all")
+    await _forget_old_update_ids(app)
+    if app.job_queue is not None:
+        app.job_queue.run_repeating(
+            _forget_old_update_ids, interval=PRUNE_EVERY, first=PRUNE_EVERY, name="prune-updates"
+        )
+    if app.updater is not None and services.settings.http_port is not None:
+        # Polling mode: /healthz and /metrics on HTTP_PORT (webhook mode serves them itself).
+        from bot.web import WebServer, create_web_app
+
+        server = WebServer(
+            create_web_app(app, mode="polling"),
+            services.settings.webhook_listen,
+            services.settings.http_port,
+        )
+        await server.start()
+        app.bot_data["http_server"] = server
+        log.info("health and metrics on port %s", server.port)
+
+
+async def _forget_old_update_ids(app_or_context: Any) -> None:
+    """processed_updates keeps a week of update ids (on start and every few hours)."""
+    app = getattr(app_or_context, "application", app_or_context)
+    processor = app.update_processor
+    if isinstance(processor, ResidentOrderedProcessor):
+        try:
+            removed = await processor.prune()
+        except Exception as exc:
+            log.warning("could not prune processed_updates: %s", type(exc).__name__)
+            return
+        if removed:
+            log.info("forgot %s old update ids", removed)
 
 
 async def _post_stop(app: Application) -> None:  # type: ignore[type-arg]
+    server = app.bot_data.pop("http_server", None)
+    if server is not None:
+        await server.stop()
     services: Services = app.bot_data["services"]
     if services.delivery is not None:
         await services.delivery.stop()

@@ -136,23 +136,58 @@ async def _check_bot_api(settings: Settings, token: str) -> None:
         ) from None
 
 
-def _run(settings: Settings) -> int:
+def _check_role(settings: Settings, role: str) -> None:
+    """Only `all` works with SQLite (one process); `web` needs the webhook."""
+    from storage.database import is_sqlite_url
+
+    if role != "all" and is_sqlite_url(settings.database_url):
+        raise ConfigError(
+            f"--role {role} needs PostgreSQL (DATABASE_URL=postgresql://…): with SQLite one "
+            "process does everything, use --role all"
+        )
+    if role == "web" and settings.webhook_url is None:
+        raise ConfigError(
+            "--role web needs WEBHOOK_URL and WEBHOOK_SECRET: web replicas get their updates "
+            "through the webhook"
+        )
+
+
+def _run(settings: Settings, *, webhook: bool = False, role: str | None = None) -> int:
     from bot.app import ALLOWED_UPDATES, build_application
     from storage.uow import Database
 
+    role = role or settings.role
+    _check_role(settings, role)
+    settings = settings.model_copy(update={"role": role})
     token = settings.require_token()
+    webhook = role != "worker" and (webhook or settings.webhook_url is not None)
+    if webhook and settings.webhook_url is None:
+        raise ConfigError(
+            "--webhook needs WEBHOOK_URL (the public https:// URL Telegram posts to) and "
+            "WEBHOOK_SECRET"
+        )
     for handler in logging.getLogger().handlers:
         handler.addFilter(_HideToken(token))
     asyncio.run(_check_bot_api(settings, token))
     revision = asyncio.run(_migrate(settings))
     log.info("database ready at revision %s", revision)
     database = Database(settings.database_url, pool_size=min(settings.update_concurrency, 20))
-    app = build_application(settings, database)
+    app = build_application(settings, database, webhook=webhook or role == "worker")
 
     async def _close_database(_app: object) -> None:
         await database.dispose()
 
     app.post_shutdown = _close_database
+    if role == "worker":
+        from bot.worker import run_worker
+
+        asyncio.run(run_worker(app, settings))
+        return 0
+    if webhook:
+        from bot.web import run_webhook
+
+        asyncio.run(run_webhook(app, settings))
+        return 0
     log.info("to:DO Bot starts polling (press Ctrl+C to stop)")
     app.run_polling(allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False, close_loop=False)
     return 0
@@ -161,7 +196,20 @@ def _run(settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="todo-bot", description="to:DO Bot")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="apply migrations, then run the bot (long polling)")
+    runner = commands.add_parser(
+        "run", help="apply migrations, then run the bot (long polling, or webhook)"
+    )
+    runner.add_argument(
+        "--webhook",
+        action="store_true",
+        help="serve a webhook (needs WEBHOOK_URL and WEBHOOK_SECRET; implied by WEBHOOK_URL)",
+    )
+    runner.add_argument(
+        "--role",
+        choices=("all", "web", "worker"),
+        help="all: one process does everything (default, also ROLE); web: handle updates "
+        "(webhook; PostgreSQL); worker: scheduler and sender, one leader among several",
+    )
     commands.add_parser("migrate", help="bring the database schema up to date")
     importer = commands.add_parser("import", help="import content from YAML or JSON")
     source = importer.add_mutually_exclusive_group(required=True)
@@ -190,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_import(settings, path, if_empty=args.if_empty))
         if args.command == "export":
             return _export(settings, args.out)
-        return _run(settings)
+        return _run(settings, webhook=args.webhook, role=args.role)
     except ConfigError as exc:
         print(f"todo-bot: {exc}", file=sys.stderr)
         return 2

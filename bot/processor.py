@@ -4,7 +4,10 @@ concurrently, updates of one resident strictly in order."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -13,7 +16,9 @@ from typing import Any
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
+from bot.metrics import Metrics, update_type
 from domain.residents import ResidentInfo
+from storage.models import utcnow
 from storage.uow import Database, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -43,9 +48,27 @@ def ordering_key(update: object) -> int | None:
     return None
 
 
+#: How long update ids are remembered (Telegram gives up redelivering after about a day).
+KEEP_UPDATE_IDS = dt.timedelta(days=7)
+#: A claim this old without `handled_at` was cut short (the process died before it could
+#: answer Telegram): a redelivery of that update is handled after all. Far longer than any
+#: handler runs, shorter than Telegram's redelivery back-off.
+CLAIM_STALE = dt.timedelta(seconds=90)
+
+
 class ResidentOrderedProcessor(BaseUpdateProcessor):
     """Up to `max_concurrent_updates` at once; per resident, one at a time in arrival order
-    (asyncio locks are fair: waiters acquire in FIFO order)."""
+    (asyncio locks are fair: waiters acquire in FIFO order).
+
+    Every Telegram update id is claimed in `processed_updates` (its own small transaction,
+    committed before the handlers run). An id claimed before is a redelivery: it is counted
+    and dropped. If handling fails (a handler raised and the error handler ran, or the
+    processing itself raised) the claim is released, so a redelivery is handled again. When
+    handling ends, the claim is marked handled. A process killed in between never answered
+    Telegram, which delivers the update again: once the claim is older than CLAIM_STALE the
+    redelivery takes it over, so no update is lost. (Killed after the handler's commit and
+    before the mark, the update may be handled twice; buttons carry the state they set and
+    awaited texts are taken once, so that repeats nothing a resident would notice.)"""
 
     def __init__(
         self,
@@ -56,19 +79,20 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
         super().__init__(max_concurrent_updates)
         self.database = database
         self.on_done = on_done
+        self.metrics: Metrics | None = None
         self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         key = ordering_key(update)
         try:
             if key is None:
-                await self._run(coroutine)
+                await self._run(update, coroutine)
                 return
             lock, users = self._locks.get(key, (asyncio.Lock(), 0))
             self._locks[key] = (lock, users + 1)
             try:
                 async with lock:
-                    await self._run(coroutine)
+                    await self._run(update, coroutine)
             finally:
                 lock, users = self._locks[key]
                 if users <= 1:
@@ -81,13 +105,56 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
                 if result is not None:
                     await result
 
-    async def _run(self, coroutine: Awaitable[Any]) -> None:
-        async with self.database.uow() as uow:
-            token = current_scope.set(UpdateScope(uow))
-            try:
-                await coroutine
-            finally:
-                current_scope.reset(token)
+    async def _run(self, update: object, coroutine: Awaitable[Any]) -> None:
+        update_id = update.update_id if isinstance(update, Update) else None
+        kind = update_type(update)
+        failed = True
+        claimed = duplicate = False
+        started = time.perf_counter()
+        try:
+            async with self.database.uow() as uow:
+                if update_id is not None:
+                    now = utcnow()
+                    async with uow.write():
+                        claimed = await uow.updates.claim(update_id, now, now - CLAIM_STALE)
+                    if not claimed:
+                        duplicate = True
+                        log.info("update %s was handled before: ignored", update_id)
+                        if self.metrics is not None:
+                            self.metrics.updates.labels(kind, "duplicate").inc()
+                        return
+                scope = UpdateScope(uow)
+                token = current_scope.set(scope)
+                try:
+                    await coroutine
+                finally:
+                    current_scope.reset(token)
+                failed = bool(scope.extra.get("failed"))
+                if update_id is not None and not failed:
+                    async with uow.write():
+                        await uow.updates.handled(update_id, utcnow())
+        finally:
+            if inspect.iscoroutine(coroutine):
+                coroutine.close()  # not awaited (duplicate, or the claim failed): no warning
+            if not duplicate and self.metrics is not None:  # a failed claim counts as error
+                self.metrics.updates.labels(kind, "error" if failed else "ok").inc()
+                self.metrics.latency.labels(kind).observe(time.perf_counter() - started)
+            if claimed and failed:
+                await self._release(update_id)
+
+    async def _release(self, update_id: int | None) -> None:
+        if update_id is None:
+            return
+        try:
+            async with self.database.uow() as uow, uow.write():
+                await uow.updates.release(update_id)
+        except Exception as exc:
+            log.warning("could not release update %s: %s", update_id, type(exc).__name__)
+
+    async def prune(self, now: dt.datetime | None = None) -> int:
+        """Forget update ids older than KEEP_UPDATE_IDS."""
+        async with self.database.uow() as uow, uow.write():
+            return await uow.updates.prune((now or utcnow()) - KEEP_UPDATE_IDS)
 
     async def initialize(self) -> None:
         pass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/todo-bot.sqlite3"
 TOKEN_PATTERN = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{30,}$")
+#: What Telegram accepts as a webhook's secret_token.
+WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 class ConfigError(Exception):
@@ -67,6 +69,29 @@ class Settings(BaseSettings):
     #: Shown in /privacy: who is responsible for the data (GDPR controller).
     privacy_controller: str = "Stadt Dortmund – InnoLab Zukunft der Arbeit"
     privacy_contact: str = "datenschutz@dortmund.de"
+    #: Residents not seen for this many months are warned, then deleted (comments kept
+    #: anonymous) INACTIVITY_GRACE_DAYS later unless they come back.
+    inactivity_delete_months: int = Field(default=24, ge=1, le=240)
+    inactivity_grace_days: int = Field(default=30, ge=1, le=365)
+    #: State-changing actions (support, follow, comment, report, propose, help) per resident
+    #: and minute; counted per process. Staff are exempt.
+    actions_per_minute: int = Field(default=30, ge=1, le=10000)
+    #: Comments and proposals per resident and hour (counted in the database).
+    comments_per_hour: int = Field(default=5, ge=1, le=10000)
+    proposals_per_hour: int = Field(default=3, ge=1, le=10000)
+    #: Webhook mode: the public HTTPS URL Telegram posts updates to (its path is served).
+    webhook_url: str | None = None
+    #: Telegram sends it in X-Telegram-Bot-Api-Secret-Token; required with WEBHOOK_URL.
+    webhook_secret: SecretStr | None = None
+    #: Still accepted while a new WEBHOOK_SECRET is being rolled out (rotation).
+    webhook_secret_previous: SecretStr | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = Field(default=8080, ge=0, le=65535)
+    #: Polling mode: serve /healthz and /metrics on this port (webhook mode: WEBHOOK_PORT).
+    http_port: int | None = Field(default=None, ge=0, le=65535)
+    #: What `todo-bot run` does: all (one process), web (updates via the webhook, as many
+    #: replicas as you like) or worker (scheduler and sender; several elect one leader).
+    role: Literal["all", "web", "worker"] = "all"
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -81,7 +106,14 @@ class Settings(BaseSettings):
             return frozenset({value})
         return value
 
-    @field_validator("moderation_chat_id", mode="before")
+    @field_validator(
+        "moderation_chat_id",
+        "webhook_url",
+        "webhook_secret",
+        "webhook_secret_previous",
+        "http_port",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -120,6 +152,29 @@ class Settings(BaseSettings):
 
         parse_quiet_hours(value)
         return value.strip()
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_webhook(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().lower().startswith("https://"):
+            raise ValueError("must be an https:// URL (Telegram only posts to HTTPS)")
+        return value.strip() if value is not None else None
+
+    @field_validator("webhook_secret", "webhook_secret_previous")
+    @classmethod
+    def _valid_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not WEBHOOK_SECRET_PATTERN.match(value.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError(
+                "WEBHOOK_SECRET is required with WEBHOOK_URL (1-256 characters of "
+                "A-Z, a-z, 0-9, _ and -, e.g. from `openssl rand -hex 32`)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _rate_within_telegram_limits(self) -> Settings:

@@ -71,6 +71,9 @@ async def enter(
     async with uow.write():
         resident, created = await uow.residents.ensure(telegram_id, language_for(language_code))
         await uow.residents.touch(resident.id, today)
+        if resident.inactivity_warned_at is not None:
+            # Back after the inactivity warning: the account is no longer deleted.
+            await uow.privacy.clear_warning(resident.id)
     if found is None:  # made a moderator (/mod add) before writing to the bot
         stored_role = await uow.roles.role(telegram_id)
     role = effective_role(telegram_id, stored_role, admin_ids)

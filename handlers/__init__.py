@@ -15,6 +15,7 @@ from handlers import (
     items,
     moderation,
     my_items,
+    privacy,
     proposals,
     search,
     sessions,
@@ -29,6 +30,7 @@ from handlers import (
 FEATURES = (
     gate,
     start,
+    privacy,
     sessions,
     items,
     search,

@@ -31,6 +31,7 @@ async def on_error(update: object, context: BotContext) -> None:
     chat = update.effective_chat
     scope = current_scope.get()
     if scope is not None:
+        scope.extra["failed"] = True  # the processor releases the update id (metrics: error)
         try:
             await scope.uow.session.rollback()
         except Exception as exc:  # the connection itself may be what failed

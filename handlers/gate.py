@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 from telegram import ChatMemberUpdated, Update
 from telegram.constants import ChatMemberStatus, ChatType
@@ -12,9 +13,14 @@ from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
 from bot import callbacks as cb
 from bot.context import BotContext
+from domain import abuse
 from domain import comments as comment_service
+from domain import goals as goal_service
+from domain import proposals as proposal_service
 from domain import residents as resident_service
 from domain import staff as staff_service
+from handlers.common import answer, label
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +98,85 @@ async def gate(update: Update, context: BotContext) -> None:
     context.resident = await resident_service.enter(
         context.uow, user.id, user.language_code, context.services.today(), admin_ids
     )
+    if chat.type == ChatType.PRIVATE and not context.is_moderator:
+        await _refuse_over_limit(update, context)
     await _leave_prompt_when_navigating(update, context)
+
+
+#: Buttons that change something: counted against ACTIONS_PER_MINUTE.
+ACTION_ROUTES = (
+    cb.SUPPORT,
+    cb.FOLLOW,
+    cb.COMMENT,
+    cb.REPORT,
+    cb.PROPOSE,
+    cb.PROPOSAL_SEND,
+    cb.GOAL_FOLLOW,
+    cb.GOAL_HELP,
+    cb.GOAL_HELP_SEND,
+    cb.GOAL_HELP_WITHDRAW,
+)
+#: Prompts whose answer (a text) is stored: the text counts as an action.
+ACTION_PROMPTS = (
+    comment_service.AWAITING_COMMENT,
+    goal_service.AWAITING_HELP,
+    proposal_service.AWAITING_TITLE,
+    proposal_service.AWAITING_DESCRIPTION,
+)
+
+
+def _classify(update: Update, awaiting: str | None) -> tuple[bool, str | None]:
+    """(counts as a state-changing action, "comment"/"proposal" for the hourly limits)."""
+    query = update.callback_query
+    if query is not None:
+        if cb.COMMENT.parse(query.data) is not None:
+            return True, "comment"
+        if cb.PROPOSE.parse(query.data) or cb.PROPOSAL_SEND.parse(query.data):
+            return True, "proposal"
+        return any(route.parse(query.data) for route in ACTION_ROUTES), None
+    text = update.message.text if update.message else None
+    if text and text.startswith("/"):
+        command = text.split()[0].split("@")[0].lower()
+        return (True, "proposal") if command == "/propose" else (False, None)
+    if awaiting == comment_service.AWAITING_COMMENT:
+        return True, "comment"
+    return awaiting in ACTION_PROMPTS, None
+
+
+async def _refuse_over_limit(update: Update, context: BotContext) -> None:
+    """Refuse (and stop) a state-changing action beyond the resident's limits; other
+    updates, e.g. a burst of page turns, pass."""
+    is_action, kind = _classify(update, context.resident.awaiting)
+    if not is_action:
+        return
+    settings = context.services.settings
+    refused: abuse.Limited | None = None
+    if kind is not None:
+        limits = abuse.HourlyLimits(settings.comments_per_hour, settings.proposals_per_hour)
+        refused = await abuse.hourly_refusal(
+            context.uow, context.resident.id, kind, utcnow(), limits
+        )
+    if refused is None:
+        window = context.application.bot_data.get("action_window")
+        if not isinstance(window, abuse.SlidingWindow):
+            window = abuse.SlidingWindow(settings.actions_per_minute, 60.0)
+            context.application.bot_data["action_window"] = window
+        if not window.allow(context.resident.id, time.monotonic()):
+            refused = abuse.Limited.ACTIONS
+    if refused is None:
+        return
+    limit = {
+        abuse.Limited.ACTIONS: settings.actions_per_minute,
+        abuse.Limited.COMMENTS: settings.comments_per_hour,
+        abuse.Limited.PROPOSALS: settings.proposals_per_hour,
+    }[refused]
+    notice = label(context, f"limit_{refused.value}", limit)
+    await context.uow.end_reads()
+    if update.callback_query is not None:
+        await answer(update, context, notice, alert=True)
+    elif update.effective_chat is not None:
+        await context.bot.send_message(update.effective_chat.id, notice)
+    raise ApplicationHandlerStop
 
 
 async def _leave_prompt_when_navigating(update: Update, context: BotContext) -> None:

@@ -115,6 +115,8 @@ async def privacy_command(update: Update, context: BotContext) -> None:
             "privacy",
             controller=settings.privacy_controller,
             contact=settings.privacy_contact,
+            months=settings.inactivity_delete_months,
+            grace_days=settings.inactivity_grace_days,
         ),
         menu_keyboard(context),
     )

@@ -118,6 +118,8 @@ class Resident(Base):
     blocked_at: Mapped[dt.datetime | None]
     #: Banned by a moderator: can still read, but not support, comment or propose.
     banned_at: Mapped[dt.datetime | None]
+    #: When the resident was warned that their data will be deleted for inactivity.
+    inactivity_warned_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen_on: Mapped[dt.date | None] = mapped_column(Date)
 
@@ -461,6 +463,18 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime]
+
+
+class ProcessedUpdate(Base):
+    """A Telegram update id that was handled: a redelivered update is not handled again."""
+
+    __tablename__ = "processed_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    #: When it was claimed (taken up for handling).
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    #: When its handling ended; a claim without it that is old was cut short by a crash.
+    handled_at: Mapped[dt.datetime | None]
 
 
 class ItemUpdate(Base):

@@ -53,7 +53,12 @@ class StatsRepository(Repository):
     async def residents(self, active_since: dt.date) -> tuple[int, int]:
         """(all residents, those seen on or after `active_since`)."""
         active = func.count(case((Resident.last_seen_on >= active_since, 1)))
-        row = (await self.session.execute(select(func.count(), active).select_from(Resident))).one()
+        # Telegram id 0: the placeholder keeping comments of deleted accounts.
+        row = (
+            await self.session.execute(
+                select(func.count(), active).select_from(Resident).where(Resident.telegram_id != 0)
+            )
+        ).one()
         return int(row[0]), int(row[1] or 0)
 
     async def goals(self) -> int:

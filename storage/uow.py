@@ -20,6 +20,7 @@ from storage.outbox import (
     NotificationRepository,
     OutboxRepository,
 )
+from storage.privacy import PrivacyRepository
 from storage.repositories import (
     CommentRepository,
     ContentRepository,
@@ -29,6 +30,7 @@ from storage.repositories import (
 )
 from storage.staff import AuditRepository, RoleRepository
 from storage.stats import StatsRepository
+from storage.updates import UpdateRepository
 
 
 class UnitOfWork:
@@ -56,6 +58,8 @@ class UnitOfWork:
         self.moderation = ModerationRepository(session)
         self.stats = StatsRepository(session)
         self.export = ExportRepository(session)
+        self.updates = UpdateRepository(session)
+        self.privacy = PrivacyRepository(session)
         self._write_depth = 0
 
     @asynccontextmanager

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy import select
 from telegram import Update
 
 from bot.app import ALLOWED_UPDATES, build_application
 from bot.settings import Settings
 from domain.importer import import_content
 from storage.migrate import upgrade
+from storage.models import Base
 from storage.uow import Database
 from tests.fake_telegram import ApiCall, FakeTelegram
 
@@ -161,3 +163,23 @@ def sent(calls: list[ApiCall], method: str = "sendMessage") -> list[ApiCall]:
 
 def texts(calls: list[ApiCall]) -> list[str]:
     return [c.visible_text or "" for c in calls if c.method in ("sendMessage", "editMessageText")]
+
+
+#: What every update writes, whoever sends it: when a resident was last seen, and the update
+#: ids handled. A snapshot leaves them out.
+VOLATILE_COLUMNS = frozenset({("residents", "last_seen_on")})
+VOLATILE_TABLES = frozenset({"processed_updates"})
+
+
+async def snapshot(database: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table (sorted), but the volatile ones: compare two to show that
+    something refused changed nothing."""
+    tables: dict[str, list[tuple[Any, ...]]] = {}
+    async with database.uow() as uow:
+        for table in Base.metadata.sorted_tables:
+            if table.name in VOLATILE_TABLES:
+                continue
+            columns = [c for c in table.columns if (table.name, c.name) not in VOLATILE_COLUMNS]
+            rows = (await uow.session.execute(select(*columns))).all()
+            tables[table.name] = sorted((tuple(r) for r in rows), key=repr)
+    return tables

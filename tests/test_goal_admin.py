@@ -16,7 +16,6 @@ from bot import callbacks as cb
 from domain.importer import import_content
 from storage.models import (
     AuditEntry,
-    Base,
     ConversationState,
     Goal,
     GoalItem,
@@ -31,6 +30,7 @@ from storage.models import (
 from tests.conftest import TZ, content_raw, make_settings
 from tests.fake_telegram import ApiCall, FakeTelegram
 from tests.harness import BotHarness, buttons_of, datas_of, sent
+from tests.harness import snapshot as database_snapshot
 
 JSON = dict[str, Any]
 ADMIN = 900001  # German
@@ -462,15 +462,7 @@ async def test_stale_and_foreign_edit_buttons_change_nothing(bot: BotHarness) ->
 
 
 async def snapshot(bot: BotHarness) -> dict[str, list[tuple[Any, ...]]]:
-    tables: dict[str, list[tuple[Any, ...]]] = {}
-    async with bot.database.uow() as uow:
-        for table in Base.metadata.sorted_tables:
-            columns = [
-                c for c in table.columns if (table.name, c.name) != ("residents", "last_seen_on")
-            ]
-            result = (await uow.session.execute(select(*columns))).all()
-            tables[table.name] = sorted((tuple(r) for r in result), key=repr)
-    return tables
+    return await database_snapshot(bot.database)
 
 
 async def test_residents_are_refused_everything(bot: BotHarness) -> None:

@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from bot import app as bot_app
 from bot import callbacks as cb
-from storage.models import Base, Comment, Goal, GoalItem, Item, Proposal
+from storage.models import Comment, Goal, GoalItem, Item, Proposal
 from tests.harness import BotHarness, sent
+from tests.harness import snapshot as database_snapshot
 
 pytestmark = pytest.mark.usefixtures("well_behaved")
 
@@ -59,8 +60,6 @@ RESIDENT_ROUTES = {
     "GOAL_HELP_SEND",
     "GOAL_HELP_WITHDRAW",
 }
-#: Volatile columns the gate writes for every update of anyone (when they were last seen).
-IGNORED_COLUMNS = {("residents", "last_seen_on")}
 
 
 def staff_commands() -> list[str]:
@@ -144,14 +143,7 @@ def _examples(route: cb.Route, goal_id: int) -> list[str]:
 
 
 async def snapshot(bot: BotHarness) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table (sorted), but the columns in IGNORED_COLUMNS."""
-    tables: dict[str, list[tuple[Any, ...]]] = {}
-    async with bot.database.uow() as uow:
-        for table in Base.metadata.sorted_tables:
-            columns = [c for c in table.columns if (table.name, c.name) not in IGNORED_COLUMNS]
-            rows = (await uow.session.execute(select(*columns))).all()
-            tables[table.name] = sorted((tuple(r) for r in rows), key=repr)
-    return tables
+    return await database_snapshot(bot.database)
 
 
 async def pending_work(bot: BotHarness) -> dict[str, int]:

@@ -10,6 +10,7 @@ so this client posts JSON (multipart for uploads) through aiohttp and returns ju
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +52,16 @@ class Upload:
 
 class BotApi:
     def __init__(
-        self, api_url: str, token: str, *, connections: int = 32, timeout: float = 15.0
+        self,
+        api_url: str,
+        token: str,
+        *,
+        connections: int = 32,
+        timeout: float = 15.0,
+        observer: Callable[[str, int], None] | None = None,
     ) -> None:
+        #: Told (method, HTTP status or Telegram's error code; 0: no answer) after each call.
+        self.observer = observer
         self._base = f"{api_url}/bot{token}/"
         self._connections = connections
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=5.0)
@@ -70,6 +79,12 @@ class BotApi:
     async def call(
         self, method: str, params: dict[str, Any], upload: Upload | None = None
     ) -> ApiResult:
+        result = await self._call(method, params, upload)
+        if self.observer is not None:
+            self.observer(method, 200 if result.ok else result.error_code or 0)
+        return result
+
+    async def _call(self, method: str, params: dict[str, Any], upload: Upload | None) -> ApiResult:
         url = self._base + method
         try:
             if upload is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from telegram.ext import Application, ContextTypes
@@ -19,6 +20,8 @@ from bot.rendering import Renderer
 from bot.schedule import parse_cron, previous_fire
 from bot.settings import Settings
 from domain import broadcasts as broadcast_service
+from domain import privacy as privacy_service
+from domain import residents as resident_service
 from domain.broadcasts import DigestCreated, parse_quiet_hours, week_key
 from domain.digest import DigestData, collect, followed_items
 from domain.staff import Actor
@@ -29,6 +32,9 @@ from storage.uow import Database
 log = logging.getLogger(__name__)
 
 CATCH_UP_EVERY = 300.0
+#: The inactivity check (warn, then delete) runs once a day, first a minute after start.
+PRIVACY_EVERY = 86400.0
+PRIVACY_FIRST = 60.0
 #: How late the scheduler's own run may come and still count as on time (the grace period
 #: only decides about catching up a digest missed while the bot was down).
 ON_TIME = dt.timedelta(minutes=1)
@@ -50,18 +56,28 @@ class Delivery:
         )
         self.sender: Sender | None = None
         self.api: BotApi | None = None
+        #: Told about every Bot API call of the sender (metrics): (method, code).
+        self.api_observer: Callable[[str, int], None] | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ life cycle
 
-    async def start(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    async def start(
+        self, app: Application[Any, Any, Any, Any, Any, Any], *, run: bool = True
+    ) -> None:
+        """Open the Bot API client; with `run`, also start the sender and the scheduled
+        jobs (not in a web replica: the leading worker sends, the web side only queues and
+        shows previews)."""
         self.api = BotApi(
             self.settings.telegram_api_url,
             self.settings.require_token(),
             connections=min(256, max(8, int(self.config.rate))),
+            observer=self.api_observer,
         )
         self.sender = Sender(self.database, self.renderer, self.api, app.bot.username, self.config)
+        if not run:
+            return
         self._stop.clear()
         self._task = asyncio.create_task(self.sender.run(self._stop), name="sender")
         if app.job_queue is not None:
@@ -77,6 +93,12 @@ class Delivery:
             app.job_queue.run_repeating(
                 self._catch_up_job, interval=CATCH_UP_EVERY, first=1, name="digest-catch-up"
             )
+            app.job_queue.run_repeating(
+                self._privacy_job,
+                interval=PRIVACY_EVERY,
+                first=PRIVACY_FIRST,
+                name="inactivity-expiry",
+            )
 
     async def stop(self) -> None:
         self._stop.set()
@@ -90,6 +112,47 @@ class Delivery:
     def wake(self) -> None:
         if self.sender is not None:
             self.sender.wake()
+
+    # ------------------------------------------------------------------ inactivity
+
+    async def _privacy_job(self, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.expire_inactive(utcnow())
+
+    async def expire_inactive(self, now: dt.datetime) -> privacy_service.ExpiryResult:
+        """Warn residents away for INACTIVITY_DELETE_MONTHS, delete those warned
+        INACTIVITY_GRACE_DAYS ago who did not come back."""
+        async with self.database.uow() as uow:
+            return await privacy_service.expire_inactive(
+                uow,
+                now,
+                months=self.settings.inactivity_delete_months,
+                grace_days=self.settings.inactivity_grace_days,
+                today=now.astimezone(self.settings.tz).date(),
+                warn=self.warn_inactive,
+            )
+
+    async def warn_inactive(self, telegram_id: int, language: str) -> bool:
+        """Send the inactivity warning. True when sent or the chat is gone (then the
+        resident is marked blocked), False on a passing problem."""
+        if self.api is None:
+            return False
+        text = self.renderer.render(
+            "inactivity_warning",
+            language,
+            months=self.settings.inactivity_delete_months,
+            grace_days=self.settings.inactivity_grace_days,
+        )
+        result = await self.api.call(
+            "sendMessage", {"chat_id": telegram_id, "text": text, "parse_mode": "HTML"}
+        )
+        if result.ok:
+            return True
+        if result.chat_gone:
+            async with self.database.uow() as uow:
+                await resident_service.mark_blocked(uow, telegram_id)
+            return True
+        log.warning("inactivity warning to a resident failed: %s", result.description)
+        return False
 
     # ------------------------------------------------------------------ the digest
 
