@@ -4,20 +4,24 @@ concurrently, updates of one resident strictly in order."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
 from bot.metrics import Metrics, update_type
 from domain.residents import ResidentInfo
+from storage.database import create_engine
 from storage.models import utcnow
 from storage.uow import Database, UnitOfWork
 
@@ -46,6 +50,19 @@ def ordering_key(update: object) -> int | None:
         if update.effective_chat is not None:
             return update.effective_chat.id
     return None
+
+
+#: The first key of the two-key advisory locks that order one resident's updates across
+#: processes (the second is lock_key(telegram id)); the one-key locks (migrations, leader)
+#: live in a separate key space.
+RESIDENT_LOCK_CLASS = 0x746F
+
+
+def lock_key(value: int) -> int:
+    """A Telegram id folded into PostgreSQL's int4 (two residents may share a key: then
+    they just wait for each other now and then)."""
+    folded = (value ^ (value >> 32)) & 0xFFFF_FFFF
+    return folded - 2**32 if folded >= 2**31 else folded
 
 
 #: How long update ids are remembered (Telegram gives up redelivering after about a day).
@@ -81,6 +98,7 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
         self.on_done = on_done
         self.metrics: Metrics | None = None
         self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+        self._lock_engine: AsyncEngine | None = None
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         key = ordering_key(update)
@@ -91,7 +109,7 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
             lock, users = self._locks.get(key, (asyncio.Lock(), 0))
             self._locks[key] = (lock, users + 1)
             try:
-                async with lock:
+                async with lock, self._across_processes(key):
                     await self._run(update, coroutine)
             finally:
                 lock, users = self._locks[key]
@@ -142,6 +160,40 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
             if claimed and failed:
                 await self._release(update_id)
 
+    @contextlib.asynccontextmanager
+    async def _across_processes(self, key: int) -> AsyncIterator[None]:
+        """On PostgreSQL, also one at a time across processes (web replicas): a
+        transaction-level advisory lock on the resident, held on a connection of a small
+        pool of its own while the update is handled. If the database cannot be reached the
+        update goes on without it (and fails there, with "please try again")."""
+        if self.database.dialect != "postgresql":
+            yield
+            return
+        if self._lock_engine is None:
+            self._lock_engine = create_engine(
+                self.database.url, pool_size=max(2, self.max_concurrent_updates)
+            )
+        try:
+            connection = await self._lock_engine.connect()
+        except Exception as exc:
+            log.warning("resident lock unavailable: %s", type(exc).__name__)
+            yield
+            return
+        try:
+            try:
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:kind, :key)"),
+                    {"kind": RESIDENT_LOCK_CLASS, "key": lock_key(key)},
+                )
+            except Exception as exc:
+                log.warning("resident lock unavailable: %s", type(exc).__name__)
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.rollback()  # ends the transaction: the lock is released
+            with contextlib.suppress(Exception):
+                await connection.close()
+
     async def _release(self, update_id: int | None) -> None:
         if update_id is None:
             return
@@ -160,4 +212,6 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
         pass
 
     async def shutdown(self) -> None:
-        pass
+        if self._lock_engine is not None:
+            await self._lock_engine.dispose()
+            self._lock_engine = None
