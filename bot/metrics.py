@@ -7,6 +7,7 @@ outbox and sender gauges are computed when /metrics is scraped."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -86,11 +87,24 @@ class Metrics:
             "Messages this process's sender delivered since start",
             registry=self.registry,
         )
+        self.sender_current_rate = Gauge(
+            "todo_bot_sender_current_rate",
+            "Messages per second this process's sender delivered since the previous scrape",
+            registry=self.registry,
+        )
+        self._last_sent: tuple[float, int] | None = None
         self.scrape_errors = Counter(
             "todo_bot_metrics_scrape_errors",
             "Scrapes whose database gauges could not be refreshed",
             registry=self.registry,
         )
+
+    def _current_rate(self, now: float, sent: int) -> float:
+        """Sent per second between the previous scrape and this one (0 at the first)."""
+        previous, self._last_sent = self._last_sent, (now, sent)
+        if previous is None or now <= previous[0] or sent < previous[1]:
+            return 0.0
+        return round((sent - previous[1]) / (now - previous[0]), 3)
 
     def api_call(self, client: str, method: str, code: int) -> None:
         labels = (client, method, str(code))
@@ -105,7 +119,9 @@ class Metrics:
         if sender is not None:
             self.sender_lease.set(1 if sender.has_lease else 0)
             self.sender_rate.set(round(1.0 / sender.pacer.interval, 3))
-            self.sender_sent.set(sender.stats.get("sent", 0))
+            sent = int(sender.stats.get("sent", 0))
+            self.sender_sent.set(sent)
+            self.sender_current_rate.set(self._current_rate(time.monotonic(), sent))
         if database is None:
             return
         counts = dict.fromkeys(OUTBOX_STATES, 0)

@@ -417,3 +417,13 @@ def test_other_settings_are_validated(env: pytest.MonkeyPatch) -> None:
     assert loaded.telegram_api_url == "http://localhost:8081"
     assert loaded.moderation_chat_id is None
     assert loaded.tz.key == "Europe/Berlin"
+
+
+def test_current_send_rate_is_measured_between_scrapes() -> None:
+    from bot.metrics import Metrics
+
+    metrics = Metrics()
+    assert metrics._current_rate(100.0, 0) == 0.0, "nothing to compare with yet"
+    assert metrics._current_rate(110.0, 250) == 25.0
+    assert metrics._current_rate(112.0, 250) == 0.0, "idle"
+    assert metrics._current_rate(113.0, 10) == 0.0, "a restarted sender starts from 0"
