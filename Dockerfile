@@ -16,10 +16,22 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER todo
 WORKDIR /home/todo
+# Owned by todo, so a named volume mounted here is writable for the bot.
+RUN mkdir -p /home/todo/var
 ENV DATABASE_URL=sqlite+aiosqlite:////home/todo/var/todo-bot.sqlite3 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    LOG_LEVEL=INFO \
+    LOG_FORMAT=json \
+    WEBHOOK_LISTEN=0.0.0.0 \
+    WEBHOOK_PORT=8080
 VOLUME ["/home/todo/var"]
 # Webhook mode (WEBHOOK_URL set): the webhook, /healthz and /metrics on WEBHOOK_PORT.
+# Workers and polling mode: /healthz and /metrics on HTTP_PORT (when set).
 EXPOSE 8080
+# /healthz on WEBHOOK_PORT (webhook mode) or HTTP_PORT (workers, polling); the image has no
+# curl. Polling without HTTP_PORT has no endpoint to ask: healthy while it runs.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD python -c "import os, sys, urllib.request as r; e = os.environ; p = e.get('WEBHOOK_PORT', '8080') if e.get('WEBHOOK_URL') and e.get('ROLE') != 'worker' else e.get('HTTP_PORT'); sys.exit(0) if not p else r.urlopen(f'http://127.0.0.1:{p}/healthz', timeout=8)"
 # `run` applies migrations before it starts polling.
 CMD ["todo-bot", "run"]

@@ -22,34 +22,19 @@ def sample_data_path() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "sample.yaml"
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def _setup_logging(settings: Settings) -> None:
+    """Structured logs without the token, message texts or Telegram ids (bot/logs.py), for
+    every command."""
+    from bot.logs import configure
+
+    token = settings.telegram_bot_token
+    key = settings.log_hash_key
+    configure(
+        settings.log_level,
+        settings.log_format,
+        token=token.get_secret_value().strip() if token is not None else None,
+        hash_key_setting=key.get_secret_value() if key is not None else None,
     )
-    # httpx logs every request URL at INFO, and the URL contains the bot token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-class _HideToken(logging.Filter):
-    """python-telegram-bot logs the API URL, which contains the token, at DEBUG, and its
-    InvalidToken error quotes the token."""
-
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.token in message:
-            record.msg, record.args = message.replace(self.token, "<TELEGRAM_BOT_TOKEN>"), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text and self.token in record.exc_text:
-            record.exc_text = record.exc_text.replace(self.token, "<TELEGRAM_BOT_TOKEN>")
-        return True
 
 
 async def _migrate(settings: Settings) -> str | None:
@@ -166,8 +151,6 @@ def _run(settings: Settings, *, webhook: bool = False, role: str | None = None) 
             "--webhook needs WEBHOOK_URL (the public https:// URL Telegram posts to) and "
             "WEBHOOK_SECRET"
         )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_HideToken(token))
     asyncio.run(_check_bot_api(settings, token))
     revision = asyncio.run(_migrate(settings))
     log.info("database ready at revision %s", revision)
@@ -228,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings()
-        _setup_logging(settings.log_level)
+        _setup_logging(settings)
         if args.command == "migrate":
             revision = asyncio.run(_migrate(settings))
             print(f"Database is up to date (revision {revision}).")

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
+from bot.logs import update_context
 from bot.metrics import Metrics, update_type
 from domain.residents import ResidentInfo
 from storage.database import create_engine
@@ -101,6 +102,10 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
         self._lock_engine: AsyncEngine | None = None
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        with update_context(update):  # logs carry the update id, handler and hashed user
+            await self._process_in_order(update, coroutine)
+
+    async def _process_in_order(self, update: object, coroutine: Awaitable[Any]) -> None:
         key = ordering_key(update)
         try:
             if key is None:

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     #: How many updates of different residents are handled at the same time.
     update_concurrency: int = Field(default=32, ge=1, le=512)
     log_level: str = "INFO"
+    #: json (one object per line), text (readable lines) or auto: text on a terminal.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    #: Key of the hash that stands for Telegram user ids in the logs (default: derived from
+    #: the bot token, so hashes change when the token does).
+    log_hash_key: SecretStr | None = None
     #: Messages per second the sender may use for broadcasts (Telegram allows about 30 for
     #: the whole bot; the rest is left for answering residents).
     broadcast_max_rate: float = Field(default=25.0, gt=0, le=1000)
@@ -92,6 +97,8 @@ class Settings(BaseSettings):
     #: What `todo-bot run` does: all (one process), web (updates via the webhook, as many
     #: replicas as you like) or worker (scheduler and sender; several elect one leader).
     role: Literal["all", "web", "worker"] = "all"
+    #: Workers: how often a standby tries to take the lead (and the leader checks its lock).
+    leader_retry_seconds: float = Field(default=2.0, gt=0, le=300)
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -112,11 +119,17 @@ class Settings(BaseSettings):
         "webhook_secret",
         "webhook_secret_previous",
         "http_port",
+        "log_hash_key",
         mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

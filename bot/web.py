@@ -33,6 +33,7 @@ from starlette.routing import Route
 from telegram import Update
 from telegram.ext import Application
 
+from bot.logs import update_context
 from bot.metrics import Metrics
 from bot.settings import ConfigError, Settings
 from storage.uow import Database
@@ -126,7 +127,10 @@ def create_web_app(
             )
         except Exception as exc:
             # Not handled (e.g. the database is down): no 200, so Telegram tries again.
-            log.error("webhook: update %s not handled: %s", update.update_id, type(exc).__name__)
+            with update_context(update):
+                log.error(
+                    "webhook: update %s not handled: %s", update.update_id, type(exc).__name__
+                )
             return PlainTextResponse("not handled", status_code=500)
         return Response(status_code=200)
 

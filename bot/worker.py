@@ -104,6 +104,6 @@ async def run_worker(application: AnyApplication, settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with Worker(application, settings).running():
+    async with Worker(application, settings, retry_seconds=settings.leader_retry_seconds).running():
         log.info("to:DO Bot worker started: campaigning for the lead (Ctrl+C stops)")
         await stop.wait()

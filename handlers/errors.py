@@ -13,6 +13,7 @@ from telegram.ext import Application, CallbackQueryHandler
 from bot.context import BotContext
 from bot.processor import current_scope
 from domain import residents as resident_service
+from domain.text import language_for
 from handlers.common import answer, label
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ async def on_error(update: object, context: BotContext) -> None:
         exc_info=error if not isinstance(error, NetworkError) else None,
     )
     if scope is None:
+        # Handling never got as far as the handlers (the database is down: the update could
+        # not even be claimed), so nothing was written. Still no silence.
+        await _tell_without_database(update, context)
         return
     try:
         if update.callback_query is not None and not scope.extra.get("answered"):
@@ -62,6 +66,25 @@ async def on_error(update: object, context: BotContext) -> None:
             await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)
     except TelegramError as exc:
         log.warning("could not tell the resident about the error: %s", type(exc).__name__)
+
+
+async def _tell_without_database(update: Update, context: BotContext) -> None:
+    """Tell the resident to try again without the database: the language from Telegram's
+    user, the press answered directly (no update scope remembers whether it was)."""
+    user = update.effective_user
+    language = language_for(user.language_code if user is not None else None)
+    chat = update.effective_chat
+    if update.callback_query is not None:
+        try:
+            await update.callback_query.answer(context.renderer.label(language, "error_short"))
+        except TelegramError as exc:
+            log.info("could not answer the press: %s", type(exc).__name__)
+    if chat is not None and chat.type == ChatType.PRIVATE:
+        try:
+            text = context.renderer.render("error", language)
+            await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)
+        except TelegramError as exc:
+            log.warning("could not tell the resident about the error: %s", type(exc).__name__)
 
 
 def register(app: Application) -> None:  # type: ignore[type-arg]

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 #: Set while a unit of work runs a write transaction. On SQLite the transaction then starts
@@ -20,6 +21,18 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 def is_sqlite_url(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """The database could not be reached or the connection broke (as opposed to a
+    statement the database refused): worth trying again once it is back."""
+    if isinstance(error, OSError | DisconnectionError):  # refused, reset, timed out
+        return True
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(
+            error.orig.__cause__ if error.orig is not None else None, OSError
+        )
+    return False
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -181,6 +181,14 @@ def well_behaved(fake: FakeTelegram) -> Iterator[None]:
     assert fake.unanswered_callbacks() == []
 
 
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built once per run (tests/test_packaging.py, tests/test_image.py)."""
+    from tests.test_packaging import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
 @pytest.fixture
 def bot_settings() -> dict[str, Any]:
     """Override in a test module (or parametrize) to change the bot's settings."""

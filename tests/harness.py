@@ -165,10 +165,11 @@ def texts(calls: list[ApiCall]) -> list[str]:
     return [c.visible_text or "" for c in calls if c.method in ("sendMessage", "editMessageText")]
 
 
-#: What every update writes, whoever sends it: when a resident was last seen, and the update
-#: ids handled. A snapshot leaves them out.
+#: What changes by itself while the bot runs: when a resident was last seen and the update
+#: ids handled (every update writes them), and the sender's lease (renewed while it runs).
+#: A snapshot leaves them out.
 VOLATILE_COLUMNS = frozenset({("residents", "last_seen_on")})
-VOLATILE_TABLES = frozenset({"processed_updates"})
+VOLATILE_TABLES = frozenset({"processed_updates", "leases"})
 
 
 async def snapshot(database: Database) -> dict[str, list[tuple[Any, ...]]]:

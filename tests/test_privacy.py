@@ -22,7 +22,7 @@ from storage.privacy import ANONYMOUS_TELEGRAM_ID
 from storage.uow import Database
 from tests.conftest import make_settings
 from tests.fake_telegram import FakeTelegram
-from tests.harness import BotHarness, sent, texts
+from tests.harness import VOLATILE_COLUMNS, VOLATILE_TABLES, BotHarness, sent, texts
 from tests.test_goals import two_goals
 
 pytestmark = pytest.mark.usefixtures("well_behaved")
@@ -123,12 +123,11 @@ async def everything(database: Database) -> list[tuple[str, str, Any]]:
     return values
 
 
-#: Written for every update (the day last seen; update ids handled once).
-VOLATILE = {("residents", "last_seen_on")}
-
-
 def stable(values: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
-    return [v for v in values if v[0] != "processed_updates" and (v[0], v[1]) not in VOLATILE]
+    """Without what changes by itself while the bot runs (see tests.harness.snapshot)."""
+    return [
+        v for v in values if v[0] not in VOLATILE_TABLES and (v[0], v[1]) not in VOLATILE_COLUMNS
+    ]
 
 
 def traces(values: list[tuple[str, str, Any]], telegram_id: int, name: str) -> list[Any]:

@@ -33,6 +33,7 @@ from bot.delivery.compose import Call, Composer, composer_for
 from bot.delivery.ratelimit import ChatSpacing, Pacer
 from bot.rendering import Renderer
 from domain import broadcasts as broadcast_service
+from storage.database import is_disconnect
 from storage.models import Broadcast, utcnow
 from storage.outbox import RecipientRow, Result
 from storage.uow import Database
@@ -40,6 +41,9 @@ from storage.uow import Database
 log = logging.getLogger(__name__)
 
 LEASE = "sender"
+#: How often the writer tries to record a batch the database refuses (a connection that is
+#: gone is waited for without limit).
+WRITE_ATTEMPTS = 6
 
 
 @dataclass
@@ -144,8 +148,11 @@ class Sender:
             while not stop.is_set():
                 try:
                     await self.step()
-                except Exception:
-                    log.exception("sender step failed; trying again")
+                except Exception as exc:
+                    if not is_disconnect(exc):
+                        log.exception("sender step failed; trying again")
+                    else:  # no trace every poll while the database is away
+                        log.warning("sender step: database unreachable (%s)", type(exc).__name__)
                 self._wake.clear()
                 waits = [
                     asyncio.ensure_future(stop.wait()),
@@ -278,8 +285,21 @@ class Sender:
                     await progress.update(final=True)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("broadcast %s interrupted; it continues at the next round", broadcast.id)
+        except Exception as exc:
+            if is_disconnect(exc):
+                log.warning("broadcast %s interrupted: database unreachable", broadcast.id)
+            else:
+                log.exception(
+                    "broadcast %s interrupted; it continues at the next round", broadcast.id
+                )
+            # What is queued still goes out (or back, without the lease) and is recorded (the
+            # writer waits for the database). Only then can the next round tell what is still
+            # pending: otherwise it queues those rows again (sent twice), and their late
+            # results skew its count of outstanding rows (it would wait forever).
+            if ticker is not None:
+                ticker.cancel()
+            async with self._settled:
+                await self._settled.wait_for(lambda: self._outstanding[broadcast.id] <= 0)
         finally:
             if ticker is not None:
                 ticker.cancel()
@@ -406,7 +426,8 @@ class Sender:
                 batch.append(self._results.get_nowait())
             results = [r for r, _ in batch if r is not None]
             self._writing = results
-            for attempt in range(6):
+            attempt = 0
+            while True:
                 try:
                     if results:
                         async with self.database.uow() as uow, uow.write():
@@ -414,9 +435,22 @@ class Sender:
                     break
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("writing delivery results failed (attempt %d)", attempt + 1)
-                    await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+                except Exception as exc:
+                    attempt += 1
+                    if is_disconnect(exc):
+                        # Sent is sent: wait for the database however long it is away,
+                        # or these recipients would get the message again.
+                        log.warning(
+                            "writing delivery results: database unreachable (%s), attempt %d",
+                            type(exc).__name__,
+                            attempt,
+                        )
+                    else:
+                        log.exception("writing delivery results failed (attempt %d)", attempt)
+                        if attempt >= WRITE_ATTEMPTS:
+                            break
+                    delay = 0.5 * self.config.backoff * 2 ** min(attempt - 1, 10)
+                    await asyncio.sleep(min(30.0, delay))
             self._writing = []
             async with self._settled:
                 for _, broadcast_id in batch:
