@@ -1,4 +1,4 @@
-# to:DO Bot — production image (the production issue extends this with compose and webhooks).
+# to:DO Bot — production image (see "Docker" in README.md; compose.yaml runs workers, web replicas, nginx).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md alembic.ini ./
@@ -33,5 +33,5 @@ EXPOSE 8080
 # curl. Polling without HTTP_PORT has no endpoint to ask: healthy while it runs.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD python -c "import os, sys, urllib.request as r; e = os.environ; p = e.get('WEBHOOK_PORT', '8080') if e.get('WEBHOOK_URL') and e.get('ROLE') != 'worker' else e.get('HTTP_PORT'); sys.exit(0) if not p else r.urlopen(f'http://127.0.0.1:{p}/healthz', timeout=8)"
-# `run` applies migrations before it starts polling.
+# `run` applies migrations (once, under a lock) before it starts; ROLE or --role picks the role.
 CMD ["todo-bot", "run"]
