@@ -270,13 +270,19 @@ async def webhook_running(application: AnyApplication, settings: Settings) -> An
             await application.post_shutdown(application)
 
 
-async def run_webhook(application: AnyApplication, settings: Settings) -> None:
-    """`todo-bot run` in webhook mode: serve until SIGINT or SIGTERM."""
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (where the loop supports signal handlers)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows
+        with contextlib.suppress(NotImplementedError):  # Windows has no signal handlers
             loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_webhook(application: AnyApplication, settings: Settings) -> None:
+    """`todo-bot run` in webhook mode: serve until SIGINT or SIGTERM."""
+    stop = stop_on_signals()
     async with webhook_running(application, settings) as server:
         log.info(
             "to:DO Bot serves its webhook on %s:%s%s (Ctrl+C stops)",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -99,11 +98,9 @@ class Worker:
 
 async def run_worker(application: AnyApplication, settings: Settings) -> None:
     """Serve as a worker until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    from bot.web import stop_on_signals
+
+    stop = stop_on_signals()
     async with Worker(application, settings, retry_seconds=settings.leader_retry_seconds).running():
         log.info("to:DO Bot worker started: campaigning for the lead (Ctrl+C stops)")
         await stop.wait()

@@ -20,7 +20,7 @@ from storage.models import (
     Resident,
     utcnow,
 )
-from storage.repositories import CommentRow, Repository
+from storage.repositories import CommentRow, Repository, ReviewMessages
 
 ITEM_KEY_PREFIX = "TD-"
 _ITEM_NUMBER = re.compile(rf"^{ITEM_KEY_PREFIX}(\d+)$")
@@ -34,7 +34,7 @@ class ProposalRow:
     item: Item | None
 
 
-class ProposalRepository(Repository):
+class ProposalRepository(ReviewMessages):
     async def add(self, resident_id: int, title: str, description: str, field_id: int) -> Proposal:
         proposal = Proposal(
             resident_id=resident_id,
@@ -145,20 +145,10 @@ class ProposalRepository(Repository):
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def add_moderation_message(self, proposal_id: int, chat_id: int, message_id: int) -> None:
-        stmt = (
-            self._insert(ModerationMessage)
-            .values(proposal_id=proposal_id, chat_id=chat_id, message_id=message_id)
-            .on_conflict_do_nothing(
-                index_elements=[ModerationMessage.chat_id, ModerationMessage.message_id]
-            )
-        )
-        await self.session.execute(stmt)
+        await self._add_review_message(chat_id, message_id, proposal_id=proposal_id)
 
     async def moderation_messages(self, proposal_id: int) -> list[tuple[int, int]]:
-        stmt = select(ModerationMessage.chat_id, ModerationMessage.message_id).where(
-            ModerationMessage.proposal_id == proposal_id
-        )
-        return [(c, m) for c, m in (await self.session.execute(stmt))]
+        return await self._review_messages(ModerationMessage.proposal_id, proposal_id)
 
 
 class ModerationRepository(Repository):

@@ -514,7 +514,28 @@ class CommentRow:
     item: Item
 
 
-class CommentRepository(Repository):
+class ReviewMessages(Repository):
+    """The moderators' copies of a review message (chat, message), of a comment or a
+    proposal, so that every copy can be edited when someone decides."""
+
+    async def _add_review_message(self, chat_id: int, message_id: int, **subject: int) -> None:
+        stmt = (
+            self._insert(ModerationMessage)
+            .values(chat_id=chat_id, message_id=message_id, **subject)
+            .on_conflict_do_nothing(
+                index_elements=[ModerationMessage.chat_id, ModerationMessage.message_id]
+            )
+        )
+        await self.session.execute(stmt)
+
+    async def _review_messages(self, subject: Any, subject_id: int) -> list[tuple[int, int]]:
+        stmt = select(ModerationMessage.chat_id, ModerationMessage.message_id).where(
+            subject == subject_id
+        )
+        return [(c, m) for c, m in (await self.session.execute(stmt))]
+
+
+class CommentRepository(ReviewMessages):
     async def add(self, resident_id: int, item_id: int, text: str) -> Comment:
         comment = Comment(
             resident_id=resident_id,
@@ -594,20 +615,10 @@ class CommentRepository(Repository):
         return [CommentRow(*row) for row in (await self.session.execute(stmt))]
 
     async def add_moderation_message(self, comment_id: int, chat_id: int, message_id: int) -> None:
-        stmt = (
-            self._insert(ModerationMessage)
-            .values(comment_id=comment_id, chat_id=chat_id, message_id=message_id)
-            .on_conflict_do_nothing(
-                index_elements=[ModerationMessage.chat_id, ModerationMessage.message_id]
-            )
-        )
-        await self.session.execute(stmt)
+        await self._add_review_message(chat_id, message_id, comment_id=comment_id)
 
     async def moderation_messages(self, comment_id: int) -> list[tuple[int, int]]:
-        stmt = select(ModerationMessage.chat_id, ModerationMessage.message_id).where(
-            ModerationMessage.comment_id == comment_id
-        )
-        return [(c, m) for c, m in (await self.session.execute(stmt))]
+        return await self._review_messages(ModerationMessage.comment_id, comment_id)
 
 
 # --------------------------------------------------------------------------- conversations
