@@ -203,3 +203,19 @@ async def bot(
 
     async with BotHarness.running(fake, make_settings(fake, sqlite_url, **bot_settings)) as h:
         yield h
+
+
+# --------------------------------------------------------------------------- drill reports
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print what the fault drills tried and what survived (tests/drills.py)."""
+    from tests.drills import REPORTS
+
+    if not REPORTS:
+        return
+    terminalreporter.section("fault drills: what was tried, what survived")
+    for drill, lines in REPORTS:
+        terminalreporter.write_line(f"{drill}:")
+        for line in lines:
+            terminalreporter.write_line(f"    {line}")

@@ -23,6 +23,7 @@ from storage.models import ProcessedUpdate
 from storage.uow import Database
 from tests.conftest import _truncate, make_settings
 from tests.delivery_helpers import ADMIN, Kit, add_many_residents, broadcast_row
+from tests.drills import report
 from tests.fake_telegram import ApiCall, FakeTelegram
 from tests.harness import BotHarness, datas_of, snapshot
 from tests.tcp_proxy import TcpProxy
@@ -153,7 +154,11 @@ async def test_polling_bot_answers_try_again_during_an_outage_and_recovers(
         assert not any(is_error_message(OTHER)(c) for c in calls)
         assert any(c.method == "answerCallbackQuery" for c in calls)
         assert fake.unanswered_callbacks() == []
-    print(f"polling: first update after restore handled in {RECOVERY['polling']:.3f}s")
+    report(
+        "database gone (polling)",
+        "updates and presses while PostgreSQL is cut: 'please try again', nothing written",
+        f"first update after restore handled in {RECOVERY['polling']:.3f}s",
+    )
     assert RECOVERY["polling"] < 5
 
 
@@ -237,7 +242,10 @@ async def test_webhook_answers_non_200_during_an_outage_and_handles_the_redelive
         assert any(c.method == "answerCallbackQuery" for c in calls)
         assert {start_id, press_id} <= await outage.processed()
         assert fake.unanswered_callbacks() == []
-    print(f"webhook: redelivered update after restore handled in {RECOVERY['webhook']:.3f}s")
+    report(
+        "database gone (webhook)",
+        f"redelivered update after restore handled in {RECOVERY['webhook']:.3f}s",
+    )
     assert RECOVERY["webhook"] < 5
 
 
@@ -301,7 +309,10 @@ async def test_sender_resumes_a_broadcast_cut_by_an_outage(
         row = await broadcast_row(outage.direct, broadcast_id)
         assert (row.sent, row.failed, row.skipped) == (audience, 0, 0)
         twice = [c for c, n in per_chat.items() if n > 1]
-        print(f"sender: done {RECOVERY['sender']:.3f}s after restore; sent twice: {len(twice)}")
+        report(
+            "database gone (sender)",
+            f"broadcast done {RECOVERY['sender']:.3f}s after restore; sent twice: {len(twice)}",
+        )
         assert twice == [], "sent is sent: nobody gets it twice"
     finally:
         await proxied.dispose()
@@ -334,7 +345,7 @@ async def test_leader_election_reelects_after_an_outage(outage: Outage) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    print(f"leader: re-elected {RECOVERY['leader']:.3f}s after restore")
+    report("database gone (leader)", f"re-elected {RECOVERY['leader']:.3f}s after restore")
 
 
 async def test_a_cut_connection_counts_as_a_disconnect_a_refused_statement_does_not(

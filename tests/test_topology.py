@@ -29,6 +29,7 @@ from bot.settings import normalise_database_url
 from bot.web import SECRET_HEADER
 from domain.broadcasts import Audience, create_announcement
 from storage.uow import Database
+from tests.drills import report as drill_report
 from tests.fake_telegram import FakeTelegram
 from tests.test_cli import IN_CI, cli_env, postgres_cli_url, todo_bot
 from tests.test_webhook import free_port
@@ -381,7 +382,7 @@ async def test_compose_topology_as_processes(
             f"standby elected after {elected_after:.2f} s, sending again after "
             f"{resumed_after:.2f} s; in flight at the kill {in_flight}, duplicates {duplicates}"
         )
-        print(report)
+        drill_report("leader killed during a broadcast", report)
         request.node.user_properties.append(("topology", report))
         assert standby.alive and all(p.alive for p in web)
         for proc in procs:
