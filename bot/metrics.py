@@ -13,8 +13,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import func, select
 from telegram import Update
-from telegram.request import HTTPXRequest, RequestData
+from telegram.request import RequestData
 
+from bot.request import AiohttpRequest
 from storage.models import BroadcastRecipient
 from storage.uow import Database
 
@@ -145,8 +146,9 @@ def api_method(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1][:64] or "unknown"
 
 
-class MeteredRequest(HTTPXRequest):
-    """python-telegram-bot's HTTP client, counting every call by method and status."""
+class MeteredRequest(AiohttpRequest):
+    """The bot's HTTP client for python-telegram-bot, counting every call by method and
+    status."""
 
     def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(**kwargs)

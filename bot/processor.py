@@ -86,7 +86,12 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
     Telegram, which delivers the update again: once the claim is older than CLAIM_STALE the
     redelivery takes it over, so no update is lost. (Killed after the handler's commit and
     before the mark, the update may be handled twice; buttons carry the state they set and
-    awaited texts are taken once, so that repeats nothing a resident would notice.)"""
+    awaited texts are taken once, so that repeats nothing a resident would notice.)
+
+    The marks cost no transaction of their own: they ride along with the next claim, and
+    whatever is left is written when no update is in flight any more (and at shutdown).
+    A mark that is lost with the process leaves a claim unmarked whose update had been
+    answered, so Telegram does not deliver it again."""
 
     def __init__(
         self,
@@ -100,6 +105,9 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
         self.metrics: Metrics | None = None
         self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
         self._lock_engine: AsyncEngine | None = None
+        #: Update ids handled but not yet marked so in the database.
+        self._unmarked: list[int] = []
+        self._in_flight = 0
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         with update_context(update):  # logs carry the update id, handler and hashed user
@@ -107,6 +115,7 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
 
     async def _process_in_order(self, update: object, coroutine: Awaitable[Any]) -> None:
         key = ordering_key(update)
+        self._in_flight += 1
         try:
             if key is None:
                 await self._run(update, coroutine)
@@ -123,6 +132,9 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
                 else:
                     self._locks[key] = (lock, users - 1)
         finally:
+            self._in_flight -= 1
+            if not self._in_flight and self._unmarked:
+                await self.flush_marks()
             if self.on_done is not None:
                 result = self.on_done(update)
                 if result is not None:
@@ -138,8 +150,15 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
             async with self.database.uow() as uow:
                 if update_id is not None:
                     now = utcnow()
-                    async with uow.write():
-                        claimed = await uow.updates.claim(update_id, now, now - CLAIM_STALE)
+                    marks, self._unmarked = self._unmarked, []
+                    try:
+                        async with uow.write():
+                            claimed = await uow.updates.claim(update_id, now, now - CLAIM_STALE)
+                            if marks:
+                                await uow.updates.handled(marks, now)
+                    except BaseException:
+                        self._unmarked.extend(marks)
+                        raise
                     if not claimed:
                         duplicate = True
                         log.info("update %s was handled before: ignored", update_id)
@@ -154,8 +173,7 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
                     current_scope.reset(token)
                 failed = bool(scope.extra.get("failed"))
                 if update_id is not None and not failed:
-                    async with uow.write():
-                        await uow.updates.handled(update_id, utcnow())
+                    self._unmarked.append(update_id)
         finally:
             if inspect.iscoroutine(coroutine):
                 coroutine.close()  # not awaited (duplicate, or the claim failed): no warning
@@ -199,6 +217,18 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
             with contextlib.suppress(Exception):
                 await connection.close()
 
+    async def flush_marks(self) -> None:
+        """Mark the handled updates that no claim took along (see the class docstring)."""
+        marks, self._unmarked = self._unmarked, []
+        if not marks:
+            return
+        try:
+            async with self.database.uow() as uow, uow.write():
+                await uow.updates.handled(marks, utcnow())
+        except Exception as exc:
+            self._unmarked.extend(marks)  # the next claim takes them along
+            log.warning("could not mark %d updates handled: %s", len(marks), type(exc).__name__)
+
     async def _release(self, update_id: int | None) -> None:
         if update_id is None:
             return
@@ -217,6 +247,7 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
         pass
 
     async def shutdown(self) -> None:
+        await self.flush_marks()
         if self._lock_engine is not None:
             await self._lock_engine.dispose()
             self._lock_engine = None

@@ -11,6 +11,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from storage.sqlite_inline import inline_dbapi
+
 #: Set while a unit of work runs a write transaction. On SQLite the transaction then starts
 #: with BEGIN IMMEDIATE, so it holds the write lock from the start instead of failing with
 #: "database is locked" when it upgrades from reading to writing under concurrency.
@@ -53,7 +55,11 @@ def _create_sqlite_engine(url: str) -> AsyncEngine:
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_async_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        module=inline_dbapi(),  # statements run in the event loop: see storage/sqlite_inline.py
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

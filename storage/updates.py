@@ -4,8 +4,9 @@ replica, a restart before the offset was confirmed) is handled once."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, update
 
 from storage.models import ProcessedUpdate
 from storage.repositories import Repository
@@ -16,23 +17,33 @@ class UpdateRepository(Repository):
         """True if this update id is now ours: never seen before, or claimed before
         `stale_before` by a process that never finished it (it died: Telegram got no answer
         and delivers the update again)."""
-        insert = self._insert(ProcessedUpdate).values(update_id=update_id, created_at=now)
-        claimed = await self.session.execute(
-            insert.on_conflict_do_update(
-                index_elements=[ProcessedUpdate.update_id],
-                set_={"created_at": now},
-                where=(ProcessedUpdate.handled_at.is_(None))
-                & (ProcessedUpdate.created_at < stale_before),
-            ).returning(ProcessedUpdate.update_id)
-        )
-        return claimed.scalar_one_or_none() is not None
 
-    async def handled(self, update_id: int, now: dt.datetime) -> None:
-        await self.session.execute(
-            update(ProcessedUpdate)
-            .where(ProcessedUpdate.update_id == update_id)
-            .values(handled_at=now)
+        def build() -> Any:
+            insert = self._insert(ProcessedUpdate).values(
+                update_id=bindparam("p_update"), created_at=bindparam("p_now")
+            )
+            return insert.on_conflict_do_update(
+                index_elements=[ProcessedUpdate.update_id],
+                set_={"created_at": insert.excluded.created_at},
+                where=(ProcessedUpdate.handled_at.is_(None))
+                & (ProcessedUpdate.created_at < bindparam("p_stale_before")),
+            ).returning(ProcessedUpdate.update_id)
+
+        stmt = self._prebuilt("updates.claim", build)
+        params = {"p_update": update_id, "p_now": now, "p_stale_before": stale_before}
+        return (await self.session.execute(stmt, params)).scalar_one_or_none() is not None
+
+    async def handled(self, update_ids: list[int], now: dt.datetime) -> None:
+        """Mark these claims as handled to the end."""
+        stmt = self._prebuilt(
+            "updates.handled",
+            lambda: (
+                update(ProcessedUpdate)
+                .where(ProcessedUpdate.update_id.in_(bindparam("p_updates", expanding=True)))
+                .values(handled_at=bindparam("p_now"))
+            ),
         )
+        await self.session.execute(stmt, {"p_updates": update_ids, "p_now": now})
 
     async def release(self, update_id: int) -> None:
         """Forget a claim (handling failed): a redelivery may try again."""
