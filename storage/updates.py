@@ -19,15 +19,16 @@ class UpdateRepository(Repository):
         and delivers the update again)."""
 
         def build() -> Any:
-            insert = self._insert(ProcessedUpdate).values(
+            table = ProcessedUpdate.__table__
+            insert = self._insert(table).values(
                 update_id=bindparam("p_update"), created_at=bindparam("p_now")
             )
             return insert.on_conflict_do_update(
-                index_elements=[ProcessedUpdate.update_id],
+                index_elements=[table.c.update_id],
                 set_={"created_at": insert.excluded.created_at},
-                where=(ProcessedUpdate.handled_at.is_(None))
-                & (ProcessedUpdate.created_at < bindparam("p_stale_before")),
-            ).returning(ProcessedUpdate.update_id)
+                where=(table.c.handled_at.is_(None))
+                & (table.c.created_at < bindparam("p_stale_before")),
+            ).returning(table.c.update_id)
 
         stmt = self._prebuilt("updates.claim", build)
         params = {"p_update": update_id, "p_now": now, "p_stale_before": stale_before}
