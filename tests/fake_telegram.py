@@ -376,6 +376,8 @@ class TelegramApiError(Exception):
         self.error_code = error_code
         self.description = description
         self.parameters = parameters
+        #: Answered as text/html instead of :meth:`payload` (``FakeTelegram.fail(body=...)``).
+        self.raw_body: str | None = None
 
     def payload(self) -> JSON:
         """The JSON body Telegram would send for this error."""
@@ -681,6 +683,7 @@ class _FailRule:
     chat_id: int | str | None
     times: int | None
     parameters: JSON | None
+    body: str | None = None  # answered as text/html instead of Telegram's JSON
 
 
 class FakeTelegram:
@@ -767,10 +770,15 @@ class FakeTelegram:
         self._rate_global: deque[float] = deque()
         self._rate_chat: dict[int | str, deque[float]] = defaultdict(deque)
         self._handlers: dict[str, Handler] = {}
+        self._raw_bytes: dict[int, dict[str, bytes]] = {}
+        """update id -> placeholder -> raw bytes in getUpdates' body (:meth:`add_raw_update`)."""
         self._changed = asyncio.Event()
         self._poll_generation = 0
         self._waiting_polls = 0
         self._stopping = False
+        self._gone = False
+        self._port = 0
+        self._in_flight = 0
         self._runner: web.AppRunner | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -780,15 +788,65 @@ class FakeTelegram:
         if self._runner is not None:
             return
         self._stopping = False
+        self._gone = False
+        self._runner = await self._serve(0)
+        host, port = self._runner.addresses[0][:2]
+        self._port = int(port)
+        self.url = f"http://{host}:{port}"
+
+    async def _serve(self, port: int) -> web.AppRunner:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return runner
+
+    @property
+    def gone(self) -> bool:
+        """True between :meth:`go_away` and :meth:`come_back`."""
+        return self._gone
+
+    async def go_away(self) -> None:
+        """Telegram is unreachable: stop listening, so that every request (new connections
+        and kept-alive ones alike) fails with "connection refused" until :meth:`come_back`.
+
+        Calls being handled at this moment finish and are answered (waiting long polls
+        return at once with what is pending); they are in :attr:`calls` as usual. Nothing
+        that arrives while the fake is gone reaches it or is recorded. :attr:`url` stays
+        the same. Safe to call when already gone.
+        """
+        if self._gone or self._runner is None:
+            return
+        self._gone = True
+        self._notify()  # long polls return now
+        runner, self._runner = self._runner, None
+        await runner.cleanup()  # closes the listening socket and every connection
+
+    async def come_back(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Listen again on the same port (SO_REUSEADDR) after :meth:`go_away`.
+
+        Retries for up to ``timeout`` seconds should the port be busy for a moment (an
+        outgoing connection of this machine may have been given the freed port)."""
+        if not self._gone:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                self._runner = await self._serve(self._port)
+                break
+            except OSError:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+        self._gone = False
+        self._notify()
 
     async def stop(self) -> None:
         """Stop serving. Pending long polls return ``[]`` immediately.
@@ -796,6 +854,7 @@ class FakeTelegram:
         Raises the first internal error of the fake (a bug in the fake), if any occurred.
         """
         self._stopping = True
+        self._gone = False
         self._notify()
         runner, self._runner = self._runner, None
         if runner is not None:
@@ -911,6 +970,20 @@ class FakeTelegram:
                 f"No long poll waiting within {timeout}s.\n" + self._recent_calls_text()
             )
 
+    @property
+    def in_flight(self) -> int:
+        """Calls (other than getUpdates) being handled right now, not yet answered."""
+        return self._in_flight
+
+    async def wait_until_idle(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Wait until no call (other than a long poll) is being handled, e.g. until the
+        requests a killed client left behind have been answered (and recorded)."""
+        if not await self._wait_until(lambda: self._in_flight == 0, timeout):
+            raise AssertionError(
+                f"{self._in_flight} calls still in flight after {timeout}s.\n"
+                + self._recent_calls_text()
+            )
+
     def calls_of(self, method: str, chat_id: int | None = None, since: int = 0) -> list[ApiCall]:
         """Calls of ``method`` (case-insensitive) from index ``since``, optionally per chat."""
         lower = method.lower()
@@ -956,6 +1029,20 @@ class FakeTelegram:
             self._pending.append(update)
             self._pending.sort(key=lambda u: int(u["update_id"]))
         self._notify()
+        return update_id
+
+    def add_raw_update(self, update: JSON, raw: dict[str, bytes]) -> int:
+        """Like :meth:`add_update`, but in the JSON body getUpdates sends, every placeholder
+        (a key of ``raw``, written into a string of the update) is replaced by its raw bytes
+        as they are: ``rb"\\ud800"`` puts an escaped lone surrogate into the JSON, ``b"\\xff"``
+        a byte that is not UTF-8. Placeholders must be ASCII without JSON escapes and unique
+        to this update. The fake itself (registration, stored messages) sees the update with
+        the placeholders; only the bytes on the wire change."""
+        for placeholder in raw:
+            if not placeholder.isascii() or json.dumps(placeholder)[1:-1] != placeholder:
+                raise ValueError(f"placeholder {placeholder!r} must be plain ASCII")
+        update_id = self.add_update(update)
+        self._raw_bytes[update_id] = dict(raw)
         return update_id
 
     def update(self, update_id: int) -> JSON | None:
@@ -1286,15 +1373,21 @@ class FakeTelegram:
         times: int | None = 1,
         retry_after: int | None = None,
         parameters: JSON | None = None,
+        body: str | None = None,
     ) -> None:
         """Make the next ``times`` calls (None = forever) of ``method`` (case-insensitive; for
         that chat if given) answer with HTTP ``error_code`` and that description;
-        ``retry_after`` adds ``parameters.retry_after`` (PTB raises RetryAfter)."""
+        ``retry_after`` adds ``parameters.retry_after`` (PTB raises RetryAfter).
+
+        ``method="*"`` matches every method, getUpdates included (Telegram answering 500 or
+        502 to everything for a while). ``body``: answer this text as ``text/html`` instead
+        of Telegram's JSON (the HTML error page of a proxy in front of the Bot API); the call
+        is recorded with the same ``error`` either way."""
         params = dict(parameters or {})
         if retry_after is not None:
             params["retry_after"] = retry_after
         self._fail_rules.append(
-            _FailRule(method.lower(), error_code, description, chat_id, times, params or None)
+            _FailRule(method.lower(), error_code, description, chat_id, times, params or None, body)
         )
 
     def clear_failures(self) -> None:
@@ -1335,18 +1428,30 @@ class FakeTelegram:
             return web.json_response(TelegramApiError(404, "Not Found").payload(), status=404)
         token, method = match.groups()
         call = ApiCall(method=method, params={}, index=-1, response=None, error=None)
+        raw_body: str | None = None
+        counted = method.lower() != "getupdates"
+        self._in_flight += counted
         try:
             call.params, call.files = await self._read_params(request)
             await self._process(call, token)
         except TelegramApiError as exc:
             call.error = exc.payload()
-        except asyncio.CancelledError:
+            raw_body = exc.raw_body
+        except asyncio.CancelledError:  # cut off (the server went away): never answered
+            self._in_flight -= counted
+            counted = False
+            self._notify()
             raise
         except Exception as exc:  # a bug in the fake: surface it
             log.exception("FakeTelegram internal error in %s", method)
             self.internal_errors.append(exc)
             call.error = TelegramApiError(500, f"Internal Server Error: {exc!r}").payload()
-        return self._finish(call)
+        finally:
+            self._in_flight -= counted
+        response = self._finish(call)
+        if raw_body is not None:
+            return web.Response(text=raw_body, status=call.http_status, content_type="text/html")
+        return response
 
     def _finish(self, call: ApiCall) -> web.Response:
         call.index = len(self.calls)
@@ -1361,7 +1466,24 @@ class FakeTelegram:
             body = {"ok": True, "result": call.response}
         self.calls.append(call)
         self._notify()
+        raw = self._raw_replacements(call)
+        if raw:
+            data = json.dumps(body).encode("ascii")
+            for placeholder, replacement in raw.items():
+                data = data.replace(placeholder.encode("ascii"), replacement)
+            return web.Response(body=data, status=call.http_status, content_type="application/json")
         return web.json_response(body, status=call.http_status)
+
+    def _raw_replacements(self, call: ApiCall) -> dict[str, bytes]:
+        """The raw bytes of :meth:`add_raw_update` for the updates this getUpdates returns."""
+        if not self._raw_bytes or call.method.lower() != "getupdates":
+            return {}
+        if call.error is not None or not isinstance(call.response, list):
+            return {}
+        raw: dict[str, bytes] = {}
+        for update in call.response:
+            raw.update(self._raw_bytes.get(int(update.get("update_id", 0)), {}))
+        return raw
 
     def _serve_file(self, token: str, file_path: str) -> web.Response:
         if token != self.token:
@@ -1438,7 +1560,7 @@ class FakeTelegram:
 
     def _check_faults(self, lower: str, params: JSON) -> None:
         for rule in self._fail_rules:
-            if rule.method != lower:
+            if rule.method not in ("*", lower):
                 continue
             if rule.chat_id is not None and params.get("chat_id") != rule.chat_id:
                 continue
@@ -1446,7 +1568,9 @@ class FakeTelegram:
                 rule.times -= 1
                 if rule.times <= 0:
                     self._fail_rules.remove(rule)
-            raise TelegramApiError(rule.error_code, rule.description, rule.parameters)
+            error = TelegramApiError(rule.error_code, rule.description, rule.parameters)
+            error.raw_body = rule.body
+            raise error
 
     def _resolve_chat(self, chat_id: Any) -> int:
         if isinstance(chat_id, int) and not isinstance(chat_id, bool):
@@ -1812,13 +1936,16 @@ class FakeTelegram:
         self._confirm(params.get("offset"))
         self._poll_generation += 1
         generation = self._poll_generation
-        if not self._pending and timeout > 0 and not self._stopping:
+        if not self._pending and timeout > 0 and not self._stopping and not self._gone:
             self._waiting_polls += 1
             self._notify()
             try:
                 await self._wait_until(
                     lambda: (
-                        bool(self._pending) or self._stopping or self._poll_generation != generation
+                        bool(self._pending)
+                        or self._stopping
+                        or self._gone
+                        or self._poll_generation != generation
                     ),
                     timeout,
                 )

@@ -10,6 +10,10 @@ rate limit allows, and survives restarts.
 - 429 pauses everybody for `retry_after` and retries the same message; 403 and "chat not
   found" mark the resident inactive; network errors, timeouts and 5xx are retried with
   backoff a bounded number of times, then the recipient is marked failed with the reason.
+- Such an error counts against the recipient only while Telegram is up (getMe answers). When
+  Telegram is away for everybody (getMe fails too: refused connections, 5xx for every
+  method), sending pauses until getMe answers again, and the messages are retried without
+  counting: an outage marks nobody failed, and nothing is marked sent that was not.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ LEASE = "sender"
 #: How often the writer tries to record a batch the database refuses (a connection that is
 #: gone is waited for without limit).
 WRITE_ATTEMPTS = 6
+#: While Telegram is away, getMe is tried after `backoff`, then twice as long each time, up
+#: to this many seconds (so sending resumes at most this long after Telegram is back).
+OUTAGE_MAX_WAIT = 15.0
 
 
 @dataclass
@@ -116,6 +123,12 @@ class Sender:
         self._step_lock = asyncio.Lock()
         #: The results the writer is committing right now.
         self._writing: list[Result] = []
+        #: Set while Telegram answers; cleared during an outage (nobody sends then).
+        self._telegram_up = asyncio.Event()
+        self._telegram_up.set()
+        self._outage_lock = asyncio.Lock()
+        #: When the last outage ended (time.monotonic()).
+        self._back_at = float("-inf")
 
     # ------------------------------------------------------------------ life cycle
 
@@ -336,9 +349,14 @@ class Sender:
         attempts = row.attempts
         for call in calls:
             while True:
+                await self._telegram_up.wait()
                 if not self.has_lease:
                     return None
-                answer = await self._send(call, row)
+                tried_at = time.monotonic()
+                try:
+                    answer = await self._send(call, row)
+                except _LeaseLost:
+                    return None
                 self.stats["calls"] += 1
                 if answer.ok:
                     break
@@ -346,6 +364,8 @@ class Sender:
                 if answer.error_code == 429:
                     self.pacer.pause(float(answer.retry_after or 1))
                     continue
+                if answer.transient and not await self._counts_against(tried_at):
+                    continue  # Telegram was away for everybody: the same message again
                 if answer.chat_gone:
                     return Result(
                         row.broadcast_id,
@@ -370,10 +390,50 @@ class Sender:
             active.sent_in_run += 1
         return Result(row.broadcast_id, row.resident_id, "sent", None, attempts + 1)
 
+    async def _counts_against(self, tried_at: float) -> bool:
+        """A transient error (no answer, timeout, 5xx) of a send started at `tried_at`: does
+        it count as one of the recipient's attempts? Yes if Telegram is up (getMe answers):
+        then it was about this message. No if Telegram is away for everybody: then nobody
+        sends until getMe answers again (tried with growing pauses while the lease lasts),
+        and the message is retried as if nothing happened."""
+        async with self._outage_lock:
+            if self._back_at > tried_at:
+                return False  # an outage, over by now, covered this send
+            probe = await self.api.call("getMe", {})
+            if probe.ok or not probe.transient:
+                return True
+            self._telegram_up.clear()
+            self.stats["outages"] += 1
+            went = time.monotonic()
+            log.warning("Telegram does not answer (%s): sending paused", _reason(probe))
+            delay = self.config.backoff
+            try:
+                while self.has_lease:
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, OUTAGE_MAX_WAIT)
+                    probe = await self.api.call("getMe", {})
+                    if probe.ok:
+                        log.info(
+                            "Telegram answers again after %.1f s: sending resumes",
+                            time.monotonic() - went,
+                        )
+                        break
+            finally:
+                self._back_at = time.monotonic()
+                self._telegram_up.set()
+            return False
+
     async def _pace(self, chat_id: int) -> None:
-        """Wait for the chat's turn and the overall pace; the message goes out right after."""
+        """Wait for the chat's turn and the overall pace; the message goes out right after.
+        Not while Telegram is away (an outage may begin while waiting for the pace)."""
         async with self.spacing.turn(chat_id):
-            await self.pacer.acquire()
+            while True:
+                await self._telegram_up.wait()
+                await self.pacer.acquire()
+                if self._telegram_up.is_set():
+                    break
+        if not self.has_lease:  # lost while waiting (an outage can last long)
+            raise _LeaseLost
 
     async def _send(self, call: Call, row: RecipientRow) -> ApiResult:
         if call.asset_language is None:
@@ -456,6 +516,10 @@ class Sender:
                 for _, broadcast_id in batch:
                     self._outstanding[broadcast_id] -= 1
                 self._settled.notify_all()
+
+
+class _LeaseLost(Exception):
+    """The lease ran out while a message waited for its turn: it is not sent."""
 
 
 def _reason(answer: ApiResult) -> str:
