@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 
 from storage.models import (
     ActionField,
@@ -64,12 +64,16 @@ class GoalRepository(Repository):
         return {g.id: g for g in result.scalars()}
 
     async def of_item(self, item_id: int) -> list[Goal]:
-        result = await self.session.execute(
-            select(Goal)
-            .join(GoalItem, GoalItem.goal_id == Goal.id)
-            .where(GoalItem.item_id == item_id)
-            .order_by(Goal.key)
+        stmt = self._prebuilt(
+            "goals.of_item",
+            lambda: (
+                select(Goal)
+                .join(GoalItem, GoalItem.goal_id == Goal.id)
+                .where(GoalItem.item_id == bindparam("p_item"))
+                .order_by(Goal.key)
+            ),
         )
+        result = await self.session.execute(stmt, {"p_item": item_id})
         return list(result.scalars())
 
     async def item_ids(self, goal_id: int) -> list[int]:

@@ -219,22 +219,37 @@ class ContentRepository(Repository):
         return [Item.support_count.desc(), Item.comment_count.desc(), Item.key]
 
     async def count_items(self, field_id: int | None) -> int:
-        stmt = select(func.count()).select_from(Item).where(Item.status != "merged")
-        if field_id is not None:
-            stmt = stmt.where(Item.action_field_id == field_id)
-        return (await self.session.execute(stmt)).scalar_one()
+        def build() -> Any:
+            stmt = select(func.count()).select_from(Item).where(Item.status != "merged")
+            if field_id is not None:
+                stmt = stmt.where(Item.action_field_id == bindparam("p_field"))
+            return stmt
+
+        stmt = self._prebuilt(f"content.count_items.{field_id is None}", build)
+        return int((await self.session.execute(stmt, {"p_field": field_id})).scalar_one())
 
     async def list_items(
         self, field_id: int | None, sort: ItemSort, offset: int, limit: int
     ) -> list[ItemRow]:
-        stmt = self._listed()
-        if field_id is not None:
-            stmt = stmt.where(Item.action_field_id == field_id)
-        stmt = stmt.order_by(*self._order(sort)).offset(offset).limit(limit)
-        return [ItemRow(i, f) for i, f in (await self.session.execute(stmt))]
+        def build() -> Any:
+            stmt = self._listed()
+            if field_id is not None:
+                stmt = stmt.where(Item.action_field_id == bindparam("p_field"))
+            return (
+                stmt.order_by(*self._order(sort))
+                .offset(bindparam("p_offset"))
+                .limit(bindparam("p_limit"))
+            )
+
+        stmt = self._prebuilt(f"content.list_items.{field_id is None}.{sort}", build)
+        params = {"p_field": field_id, "p_offset": offset, "p_limit": limit}
+        return [ItemRow(i, f) for i, f in (await self.session.execute(stmt, params))]
 
     async def item(self, item_id: int) -> ItemRow | None:
-        row = (await self.session.execute(self._any_item().where(Item.id == item_id))).first()
+        stmt = self._prebuilt(
+            "content.item", lambda: self._any_item().where(Item.id == bindparam("p_item"))
+        )
+        row = (await self.session.execute(stmt, {"p_item": item_id})).first()
         return ItemRow(*row) if row else None
 
     async def item_by_key(self, key: str) -> ItemRow | None:
@@ -372,23 +387,32 @@ class ContentRepository(Repository):
 
     async def history(self, item_id: int, limit: int) -> list[tuple[ItemUpdate, str | None]]:
         """The latest status changes, newest first, with the key merged into (if any)."""
-        target = Item.__table__.alias("target")
-        result = await self.session.execute(
-            select(ItemUpdate, target.c.key)
-            .outerjoin(target, target.c.id == ItemUpdate.merged_into_id)
-            .where(ItemUpdate.item_id == item_id)
-            .order_by(ItemUpdate.created_at.desc(), ItemUpdate.id.desc())
-            .limit(limit)
-        )
+
+        def build() -> Any:
+            target = Item.__table__.alias("target")
+            return (
+                select(ItemUpdate, target.c.key)
+                .outerjoin(target, target.c.id == ItemUpdate.merged_into_id)
+                .where(ItemUpdate.item_id == bindparam("p_item"))
+                .order_by(ItemUpdate.created_at.desc(), ItemUpdate.id.desc())
+                .limit(bindparam("p_limit"))
+            )
+
+        stmt = self._prebuilt("content.history", build)
+        result = await self.session.execute(stmt, {"p_item": item_id, "p_limit": limit})
         return [(u, k) for u, k in result]
 
     async def sessions_of_item(self, item_id: int) -> Sequence[EventSession]:
-        result = await self.session.execute(
-            select(EventSession)
-            .join(SessionItem, SessionItem.session_id == EventSession.id)
-            .where(SessionItem.item_id == item_id)
-            .order_by(EventSession.starts_at)
+        stmt = self._prebuilt(
+            "content.sessions_of_item",
+            lambda: (
+                select(EventSession)
+                .join(SessionItem, SessionItem.session_id == EventSession.id)
+                .where(SessionItem.item_id == bindparam("p_item"))
+                .order_by(EventSession.starts_at)
+            ),
         )
+        result = await self.session.execute(stmt, {"p_item": item_id})
         return result.scalars().all()
 
 
@@ -415,9 +439,16 @@ class MyItemRow:
 
 class EngagementRepository(Repository):
     async def state(self, resident_id: int, item_id: int) -> Engagement:
-        supporting = exists().where(Support.resident_id == resident_id, Support.item_id == item_id)
-        following = exists().where(Follow.resident_id == resident_id, Follow.item_id == item_id)
-        row = (await self.session.execute(select(supporting, following))).one()
+        def build() -> Any:
+            resident: Any = bindparam("p_resident")
+            item: Any = bindparam("p_item")
+            supporting = exists().where(Support.resident_id == resident, Support.item_id == item)
+            following = exists().where(Follow.resident_id == resident, Follow.item_id == item)
+            return select(supporting, following)
+
+        stmt = self._prebuilt("engagement.state", build)
+        params = {"p_resident": resident_id, "p_item": item_id}
+        row = (await self.session.execute(stmt, params)).one()
         return Engagement(supporting=bool(row[0]), following=bool(row[1]))
 
     async def add_support(self, resident_id: int, item_id: int) -> bool:
