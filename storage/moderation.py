@@ -7,7 +7,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 
 from storage.models import (
     ActionField,
@@ -155,8 +155,12 @@ class ModerationRepository(Repository):
     """Bans, and reports that hide an approved comment until a moderator decides."""
 
     async def is_banned(self, resident_id: int) -> bool:
-        stmt = select(Resident.banned_at).where(Resident.id == resident_id)
-        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
+        stmt = self._prebuilt(
+            "moderation.is_banned",
+            lambda: select(Resident.banned_at).where(Resident.id == bindparam("p_resident")),
+        )
+        result = await self.session.execute(stmt, {"p_resident": resident_id})
+        return result.scalar_one_or_none() is not None
 
     async def ban(self, resident_id: int) -> bool:
         """True if the resident was not banned before."""

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, or_, select, update
+from sqlalchemy import String, bindparam, cast, delete, func, or_, select, update
 
 from storage.models import (
     AuditEntry,
@@ -383,11 +383,18 @@ class PrivacyRepository(Repository):
     # ------------------------------------------------------------------ rate limits
 
     async def comments_since(self, resident_id: int, since: dt.datetime) -> int:
-        result = await self.session.execute(
-            select(func.count())
-            .select_from(Comment)
-            .where(Comment.resident_id == resident_id, Comment.created_at >= since)
+        stmt = self._prebuilt(
+            "privacy.comments_since",
+            lambda: (
+                select(func.count())
+                .select_from(Comment)
+                .where(
+                    Comment.resident_id == bindparam("p_resident"),
+                    Comment.created_at >= bindparam("p_since"),
+                )
+            ),
         )
+        result = await self.session.execute(stmt, {"p_resident": resident_id, "p_since": since})
         return int(result.scalar_one())
 
     async def proposals_since(self, resident_id: int, since: dt.datetime) -> int:
