@@ -133,12 +133,12 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
                     self._locks[key] = (lock, users - 1)
         finally:
             self._in_flight -= 1
-            if not self._in_flight and self._unmarked:
-                await self.flush_marks()
             if self.on_done is not None:
                 result = self.on_done(update)
                 if result is not None:
                     await result
+            if not self._in_flight and self._unmarked:
+                await self.flush_marks()
 
     async def _run(self, update: object, coroutine: Awaitable[Any]) -> None:
         update_id = update.update_id if isinstance(update, Update) else None

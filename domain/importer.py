@@ -81,7 +81,7 @@ def _texts(max_length: int) -> Any:
         texts: dict[str, str] = {}
         for lang, text in value.items():
             if not isinstance(lang, str) or not LANGUAGE_RE.match(lang):
-                raise ValueError(f"{lang!r} is not a language code such as de or en")
+                raise ValueError(f"{_shown(lang)} is not a language code such as de or en")
             if not isinstance(text, str):
                 raise ValueError(f"the {lang} text must be a string")
             text = clean_user_text(text)
@@ -182,7 +182,9 @@ Percent = Annotated[int, BeforeValidator(_percent)]
 
 def _goal_status(value: Any) -> str:
     if not isinstance(value, str) or value not in GOAL_STATUSES:
-        raise ValueError(f"unknown status {value!r}, expected one of {', '.join(GOAL_STATUSES)}")
+        raise ValueError(
+            f"unknown status {_shown(value)}, expected one of {', '.join(GOAL_STATUSES)}"
+        )
     return value
 
 
@@ -288,6 +290,53 @@ class _FileIn(_Strict):
 # --------------------------------------------------------------------------- parsing
 
 
+class _Loader(yaml.SafeLoader):
+    """yaml.safe_load's loader, stricter: a key given twice in one mapping is an error (not
+    silently the last one), and a date or time that does not exist is a YAML error with its
+    line (not a ValueError from the datetime module)."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base`: keys given here override the merged ones
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:
+                    continue  # unhashable: the base class reports it
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found the key {_shown(key)} twice",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)  # type: ignore[arg-type]
+        except (ValueError, AttributeError, OverflowError) as exc:
+            why = f" ({exc})" if isinstance(exc, ValueError) else ""
+            problem = f"{_shown(node.value)} is no valid date or time{why}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"found the key {_shown(key)} twice in one object")
+        result[key] = value
+    return result
+
+
 def load_file(path: Path) -> Any:
     """Read YAML or JSON (by extension; YAML is a superset, so anything else is YAML)."""
     try:
@@ -296,10 +345,11 @@ def load_file(path: Path) -> Any:
         raise ImportFailed([f"{path}: no such file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ImportFailed([f"{path}: cannot read the file ({exc})"]) from None
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
     try:
-        if path.suffix.lower() == ".json":
-            return json.loads(raw)
-        return yaml.safe_load(raw)
+        if kind == "JSON":
+            return json.loads(raw, object_pairs_hook=_json_object)
+        return yaml.load(raw, Loader=_Loader)  # a SafeLoader
     except json.JSONDecodeError as exc:
         raise ImportFailed([f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}"]) from None
     except yaml.YAMLError as exc:
@@ -307,6 +357,16 @@ def load_file(path: Path) -> Any:
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ImportFailed([f"{path}: {where}invalid YAML: {problem}"]) from None
+    except RecursionError:
+        raise ImportFailed([f"{path}: invalid {kind}: nested too deeply"]) from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        raise ImportFailed([f"{path}: invalid {kind}: {exc}"]) from None
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value for an error line: its repr, cut short (a file may hold huge strings)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _entry_label(raw: Any, loc: Sequence[int | str]) -> str:
@@ -314,18 +374,29 @@ def _entry_label(raw: Any, loc: Sequence[int | str]) -> str:
     parts: list[str] = []
     node = raw
     for n, step in enumerate(loc):
-        if isinstance(step, int):
+        if isinstance(step, int) and parts:
             parts[-1] += f"[{step}]"
             try:
                 node = node[step]
             except (IndexError, KeyError, TypeError):
                 node = None
             if n == 1 and isinstance(node, Mapping) and isinstance(node.get("key"), str):
-                parts[-1] += f" ({node['key']})"
+                key = node["key"]
+                shown = key if key.isprintable() and len(key) <= 32 else _shown(key)
+                parts[-1] += f" ({shown})"
+        elif isinstance(step, int):  # a key of the file's top level that is not a text
+            keys = raw if isinstance(raw, Mapping) else {}
+            parts.append(_shown(next((k for k in keys if k == step), step)))
+            node = None
         else:
-            parts.append(str(step))
+            parts.append(step if _FIELD_NAME.match(step) else _shown(step))
             node = node.get(step) if isinstance(node, Mapping) else None
     return ".".join(parts) or "file"
+
+
+#: A field name shown as it is in an error line; anything else (an unknown field called
+#: "\n" or "a: b") is shown quoted.
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9_\-\[\]]{1,40}\Z")
 
 
 def _format_errors(raw: Any, exc: ValidationError) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.text import DEFAULT_LANGUAGE, pick, search_words
+from domain.text import DEFAULT_LANGUAGE, clean_user_text, pick, search_words
 from domain.views import (
     FieldView,
     HistoryLine,
@@ -187,8 +187,9 @@ async def take_search(uow: UnitOfWork, resident_id: int) -> bool:
 
 
 async def remember_search(uow: UnitOfWork, resident_id: int, query: str) -> str:
-    """Keep the last query, so that result pages and "Back" can return to it."""
-    query = " ".join(query.split())[:SEARCH_QUERY_MAX]
+    """Keep the last query (cleaned like every typed text, on one line), so that result
+    pages and "Back" can return to it."""
+    query = " ".join(clean_user_text(query).split())[:SEARCH_QUERY_MAX]
     async with uow.write():
         await uow.conversations.set_last_search(resident_id, query)
     return query

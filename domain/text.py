@@ -11,10 +11,21 @@ DEFAULT_LANGUAGE = "de"
 LANGUAGES = ("de", "en")
 
 _SPACE = re.compile(r"\s+")
-#: Characters that make text render misleadingly (bidi overrides, zero-width, controls).
+#: Emoji and the pictographs ZWJ sequences are made of (👩‍💻, 🏳️‍🌈, ❤️‍🔥).
+_PICTOGRAPH = "\u2190-\u2bff\U0001f000-\U0001faff"
+#: Characters that make text render misleadingly or that no text store takes: C0 and C1
+#: controls (but tab and line breaks), bidi marks, embeddings, overrides and isolates,
+#: zero-width characters, the byte order mark, and lone surrogates (JSON can carry
+#: "\ud800", UTF-8 cannot store it). A zero-width joiner between two emoji (after an emoji,
+#: its variation selector or skin tone) is kept: it joins them into one (👨‍👩‍👧).
 _INVISIBLE = re.compile(
-    "[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+    f"(?!(?<=[{_PICTOGRAPH}\ufe0f])\u200d(?=[{_PICTOGRAPH}]))"
+    "[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]"
 )
+#: Combining marks after one character beyond this many are dropped: no script needs more,
+#: and a flood of them ("Zalgo" text) spills over the lines around it in a moderator's view.
+COMBINING_MAX = 8
 
 
 def fold(text: str) -> str:
@@ -54,8 +65,26 @@ def language_for(code: str | None) -> str:
 
 
 def clean_user_text(text: str) -> str:
-    """Strip invisible and control characters (keeps newlines and tabs) and outer blanks."""
-    return _INVISIBLE.sub("", unicodedata.normalize("NFC", text)).strip()
+    """Strip invisible and control characters (keeps newlines and tabs), combining marks
+    beyond `COMBINING_MAX` in a row, and outer blanks."""
+    visible = _INVISIBLE.sub("", text)
+    return _cap_combining(unicodedata.normalize("NFC", visible)).strip()
+
+
+def _cap_combining(text: str) -> str:
+    if text.isascii():
+        return text
+    kept: list[str] = []
+    run = 0
+    for ch in text:
+        if unicodedata.category(ch) in ("Mn", "Me"):
+            run += 1
+            if run > COMBINING_MAX:
+                continue
+        else:
+            run = 0
+        kept.append(ch)
+    return "".join(kept)
 
 
 def checked_text(text: str, limit: int, *, one_line: bool) -> tuple[str, str | None, int]:

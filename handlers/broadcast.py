@@ -34,7 +34,7 @@ from domain.announcements import (
     parse_local_time,
 )
 from domain.broadcasts import Audience, week_key
-from domain.text import LANGUAGES, pick
+from domain.text import LANGUAGES, clean_user_text, pick
 from handlers.common import Keyboard, actor, answer, button, label, on_callback, render, show
 from storage.models import utcnow
 
@@ -70,11 +70,12 @@ def parse_audience_code(code: str) -> Audience | None:
 
 def announcement_html(message: Message) -> str:
     """What the moderator wrote, as Telegram HTML: their formatting if they used Telegram's
-    (bold, links, …), else the text itself, read as HTML."""
+    (bold, links, …), else the text itself, read as HTML; cleaned like every typed text
+    (no controls, bidi overrides or zero-width characters reach every resident)."""
     entities = message.entities or ()
     if any(e.type not in AUTO_ENTITIES for e in entities):
-        return message.text_html.strip()
-    return (message.text or "").strip()
+        return clean_user_text(message.text_html)
+    return clean_user_text(message.text or "")
 
 
 # --------------------------------------------------------------------------- helpers

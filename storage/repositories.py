@@ -48,6 +48,9 @@ from storage.models import (
 ItemSort = Literal["support", "new", "discussed"]
 
 
+#: Pseudonyms come from the system's randomness: a library or test that seeds the global
+#: `random` must not make every new resident draw the same numbers.
+_PSEUDONYMS = random.SystemRandom()
 #: Statements built once per dialect (see Repository._prebuilt).
 _PREBUILT: dict[tuple[str, str], Any] = {}
 
@@ -119,7 +122,7 @@ class ResidentRepository(Repository):
             return existing, False
         for low, high in self.PSEUDONYM_RANGES:
             for _ in range(4):
-                pseudonym = random.randint(low, high)
+                pseudonym = _PSEUDONYMS.randint(low, high)
                 stmt = (
                     self._insert(Resident)
                     .values(

@@ -166,7 +166,7 @@ async def test_pseudonym_collision_draws_again(
     content: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     draws: Iterator[int] = iter([4242, 4242, 4242, 5353])
-    monkeypatch.setattr("storage.repositories.random.randint", lambda low, high: next(draws))
+    monkeypatch.setattr("storage.repositories._PSEUDONYMS.randint", lambda low, high: next(draws))
     first = await new_resident(content, 1)
     second = await new_resident(content, 2)
     async with content.uow() as uow:
