@@ -103,6 +103,10 @@ class Resident(Base):
             name="display_name_length",
         ),
         CheckConstraint(_in("notify_mode", NOTIFY_MODES), name="notify_mode_known"),
+        #: Who gets the digest (an index-only count instead of reading every resident).
+        Index("ix_residents_digest_enabled_blocked_at", "digest_enabled", "blocked_at"),
+        #: /stats' residents and active residents (covering), and the inactivity check.
+        Index("ix_residents_last_seen_on_telegram_id", "last_seen_on", "telegram_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -11,7 +11,10 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Integer,
     and_,
+    any_,
+    bindparam,
     delete,
     exists,
     func,
@@ -21,6 +24,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from storage.models import (
@@ -580,18 +584,32 @@ class ActivityRepository(Repository):
         )
         return [(f, counts.get(f.id, 0)) for f in fields.scalars()]
 
+    def _among(self, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+        """`column IN ids`; on PostgreSQL as `= ANY(array)`: one parameter instead of one
+        per id (compiling 500 parameters took more time than running the query)."""
+        if self.dialect == "postgresql":
+            condition: ColumnElement[bool] = column == any_(
+                bindparam("ids", list(ids), type_=ARRAY(Integer), unique=True)
+            )
+            return condition
+        condition = column.in_(ids)
+        return condition
+
     async def follows_of(
         self, resident_ids: Sequence[int], notify_modes: Sequence[str] | None = None
     ) -> dict[int, set[int]]:
         """Items each resident follows (only residents with one of `notify_modes`)."""
         if not resident_ids:
             return {}
-        stmt = select(Follow.resident_id, Follow.item_id).where(
-            Follow.resident_id.in_(resident_ids)
-        )
-        if notify_modes is not None:
+        stmt = select(Follow.resident_id, Follow.item_id)
+        if notify_modes is None:
+            stmt = stmt.where(self._among(Follow.resident_id, resident_ids))
+        else:
+            # The ids on residents, not on follows: PostgreSQL then looks up these few
+            # residents by primary key and their follows by the follows' primary key,
+            # instead of hashing all residents (62 ms for 500 of 100,000).
             stmt = stmt.join(Resident, Resident.id == Follow.resident_id).where(
-                Resident.notify_mode.in_(notify_modes)
+                self._among(Resident.id, resident_ids), Resident.notify_mode.in_(notify_modes)
             )
         result = await self.session.execute(stmt)
         follows: dict[int, set[int]] = {}

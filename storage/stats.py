@@ -1,6 +1,8 @@
-"""Numbers for the InnoLab's reports. Every count is one aggregate query: supports, comments
-and follows are grouped per item on their indexed item_id (a scan of that index, never a
-loop over rows in Python), then summed per action field over the few items."""
+"""Numbers for the InnoLab's reports. Every count is one aggregate query, never a loop over
+rows in Python. Supports and approved comments per action field are summed over the
+counters the items keep (changed in the same transaction as the rows they count, so equal
+to a count of the rows); follows are counted per item on their indexed item_id and summed
+per action field over the few items."""
 
 from __future__ import annotations
 
@@ -68,24 +70,22 @@ class StatsRepository(Repository):
 
     async def by_field(self) -> list[FieldCounts]:
         """Supports, approved comments and follows per action field (every field, also
-        those without any)."""
-        supports, comments, follows = (
-            supports_per_item(),
-            approved_comments_per_item(),
-            follows_per_item(),
+        those without any).
+
+        Supports and approved comments come from the items' counters (equal to the rows,
+        see `EngagementRepository.support_count`): grouping 1,000,000 supports took most of
+        /stats' time. Follows have no counter; they are counted per item, each a range of
+        the index on follows.item_id (faster than grouping the whole table on PostgreSQL,
+        the same on SQLite)."""
+        follows = (
+            select(func.count()).where(Follow.item_id == Item.id).correlate(Item).scalar_subquery()
         )
-        stmt = (
-            select(
-                Item.action_field_id,
-                func.coalesce(func.sum(supports.c.n), 0),
-                func.coalesce(func.sum(comments.c.n), 0),
-                func.coalesce(func.sum(follows.c.n), 0),
-            )
-            .outerjoin(supports, supports.c.item_id == Item.id)
-            .outerjoin(comments, comments.c.item_id == Item.id)
-            .outerjoin(follows, follows.c.item_id == Item.id)
-            .group_by(Item.action_field_id)
-        )
+        stmt = select(
+            Item.action_field_id,
+            func.coalesce(func.sum(Item.support_count), 0),
+            func.coalesce(func.sum(Item.comment_count), 0),
+            func.coalesce(func.sum(follows), 0),
+        ).group_by(Item.action_field_id)
         counts = {
             field_id: (int(s), int(c), int(f))
             for field_id, s, c, f in await self.session.execute(stmt)
