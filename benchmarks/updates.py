@@ -243,7 +243,7 @@ class Done:
             await asyncio.wait_for(self.event.wait(), timeout)
 
 
-async def prepare_database(url: str) -> tuple[Any, list[int]]:
+async def prepare_database(url: str, pool_size: int = 10) -> tuple[Any, list[int]]:
     from zoneinfo import ZoneInfo
 
     from sqlalchemy import text
@@ -253,7 +253,7 @@ async def prepare_database(url: str) -> tuple[Any, list[int]]:
     from storage.migrate import upgrade
     from storage.uow import Database
 
-    database = Database(url)
+    database = Database(url, pool_size=pool_size)
     await upgrade(database.engine)
     async with database.uow() as uow:
         await import_content(uow, load_file(sample_data_path()), ZoneInfo("Europe/Berlin"))
@@ -273,13 +273,14 @@ async def run_ours(
     from bot.settings import Settings
 
     server = Server()
-    database, items = await prepare_database(db_url)
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         telegram_bot_token=server.token,
         telegram_api_url=server.url,
         database_url=db_url,
     )
+    # The pool as `todo-bot run` sizes it (bot/cli.py).
+    database, items = await prepare_database(db_url, pool_size=settings.update_concurrency)
     done = Done()
     app = build_application(settings, database, on_update_done=done.hit)
     per_kind: dict[str, list[str]] = {}

@@ -154,7 +154,9 @@ def _run(settings: Settings, *, webhook: bool = False, role: str | None = None) 
     asyncio.run(_check_bot_api(settings, token))
     revision = asyncio.run(_migrate(settings))
     log.info("database ready at revision %s", revision)
-    database = Database(settings.database_url, pool_size=min(settings.update_concurrency, 20))
+    # Every update in flight holds a connection (the pool may overflow by half for the
+    # sender, the jobs and /metrics).
+    database = Database(settings.database_url, pool_size=settings.update_concurrency)
     app = build_application(settings, database, webhook=webhook or role == "worker")
 
     async def _close_database(_app: object) -> None:

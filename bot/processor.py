@@ -4,25 +4,21 @@ concurrently, updates of one resident strictly in order."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
 from bot.logs import update_context
 from bot.metrics import Metrics, update_type
 from domain.residents import ResidentInfo
-from storage.database import create_engine
 from storage.models import utcnow
 from storage.uow import Database, UnitOfWork
 
@@ -104,7 +100,6 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
         self.on_done = on_done
         self.metrics: Metrics | None = None
         self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
-        self._lock_engine: AsyncEngine | None = None
         #: Update ids handled but not yet marked so in the database.
         self._unmarked: list[int] = []
         self._in_flight = 0
@@ -123,8 +118,8 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
             lock, users = self._locks.get(key, (asyncio.Lock(), 0))
             self._locks[key] = (lock, users + 1)
             try:
-                async with lock, self._across_processes(key):
-                    await self._run(update, coroutine)
+                async with lock:
+                    await self._run(update, coroutine, key)
             finally:
                 lock, users = self._locks[key]
                 if users <= 1:
@@ -140,14 +135,17 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
             if not self._in_flight and self._unmarked:
                 await self.flush_marks()
 
-    async def _run(self, update: object, coroutine: Awaitable[Any]) -> None:
+    async def _run(self, update: object, coroutine: Awaitable[Any], key: int | None = None) -> None:
         update_id = update.update_id if isinstance(update, Update) else None
         kind = update_type(update)
         failed = True
         claimed = duplicate = False
         started = time.perf_counter()
         try:
-            async with self.database.uow() as uow:
+            # One at a time across processes (web replicas) too: on PostgreSQL the unit of
+            # work holds an advisory lock on the resident until the update is handled.
+            lock = None if key is None else (RESIDENT_LOCK_CLASS, lock_key(key))
+            async with self.database.uow(lock=lock) as uow:
                 if update_id is not None:
                     now = utcnow()
                     marks, self._unmarked = self._unmarked, []
@@ -172,8 +170,10 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
                 finally:
                     current_scope.reset(token)
                 failed = bool(scope.extra.get("failed"))
-                if update_id is not None and not failed:
-                    self._unmarked.append(update_id)
+            # Marked only once the unit of work has ended well (its last commit, and on
+            # PostgreSQL the lock's release, can still fail).
+            if update_id is not None and not failed:
+                self._unmarked.append(update_id)
         finally:
             if inspect.iscoroutine(coroutine):
                 coroutine.close()  # not awaited (duplicate, or the claim failed): no warning
@@ -182,40 +182,6 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
                 self.metrics.latency.labels(kind).observe(time.perf_counter() - started)
             if claimed and failed:
                 await self._release(update_id)
-
-    @contextlib.asynccontextmanager
-    async def _across_processes(self, key: int) -> AsyncIterator[None]:
-        """On PostgreSQL, also one at a time across processes (web replicas): a
-        transaction-level advisory lock on the resident, held on a connection of a small
-        pool of its own while the update is handled. If the database cannot be reached the
-        update goes on without it (and fails there, with "please try again")."""
-        if self.database.dialect != "postgresql":
-            yield
-            return
-        if self._lock_engine is None:
-            self._lock_engine = create_engine(
-                self.database.url, pool_size=max(2, self.max_concurrent_updates)
-            )
-        try:
-            connection = await self._lock_engine.connect()
-        except Exception as exc:
-            log.warning("resident lock unavailable: %s", type(exc).__name__)
-            yield
-            return
-        try:
-            try:
-                await connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:kind, :key)"),
-                    {"kind": RESIDENT_LOCK_CLASS, "key": lock_key(key)},
-                )
-            except Exception as exc:
-                log.warning("resident lock unavailable: %s", type(exc).__name__)
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                await connection.rollback()  # ends the transaction: the lock is released
-            with contextlib.suppress(Exception):
-                await connection.close()
 
     async def flush_marks(self) -> None:
         """Mark the handled updates that no claim took along (see the class docstring)."""
@@ -248,6 +214,3 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
 
     async def shutdown(self) -> None:
         await self.flush_marks()
-        if self._lock_engine is not None:
-            await self._lock_engine.dispose()
-            self._lock_engine = None

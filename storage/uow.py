@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.content_writer import ContentWriter
@@ -113,6 +114,11 @@ class UnitOfWork:
         await self.session.close()
 
 
+#: A session-level advisory lock (held across the unit of work's transactions).
+_LOCK = text("SELECT pg_advisory_lock(:kind, :key)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:kind, :key)")
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
@@ -127,13 +133,40 @@ class Database:
         return self.engine.dialect.name
 
     @asynccontextmanager
-    async def uow(self) -> AsyncIterator[UnitOfWork]:
-        uow = UnitOfWork(self._sessions(), self._write_gate)
-        try:
-            yield uow
-            await uow.end_reads()
-        finally:
-            await uow.close()
+    async def uow(self, *, lock: tuple[int, int] | None = None) -> AsyncIterator[UnitOfWork]:
+        """A unit of work. On PostgreSQL it keeps one connection to the end: an update runs
+        several short transactions (claim, reads, writes), and taking a connection from
+        the pool for each, with the pool's liveness ping, cost more than their statements.
+
+        `lock`: a (class, key) advisory lock, held on that connection for the whole unit
+        of work (PostgreSQL only; other processes' units of work with the same lock wait).
+        If it cannot be released, the connection is discarded, which releases it."""
+        if self.dialect != "postgresql":
+            uow = UnitOfWork(self._sessions(), self._write_gate)
+            try:
+                yield uow
+                await uow.end_reads()
+            finally:
+                await uow.close()
+            return
+        async with self.engine.connect() as connection:
+            if lock is not None:
+                await connection.execute(_LOCK, {"kind": lock[0], "key": lock[1]})
+                await connection.commit()
+            uow = UnitOfWork(self._sessions(bind=connection))
+            try:
+                yield uow
+                await uow.end_reads()
+            finally:
+                try:
+                    await uow.close()
+                    if lock is not None:
+                        await connection.execute(_UNLOCK, {"kind": lock[0], "key": lock[1]})
+                        await connection.commit()
+                except BaseException:
+                    if lock is not None:
+                        await asyncio.shield(connection.invalidate())
+                    raise
 
     async def dispose(self) -> None:
         await self.engine.dispose()
