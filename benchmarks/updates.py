@@ -11,6 +11,7 @@ getUpdates long polling from the fake Bot API server, handled by
     python -m benchmarks.updates                 # 200 residents, 1,800 updates per variant
     python -m benchmarks.updates --quick         # 60 residents
     python -m benchmarks.updates --postgres postgresql://postgres@127.0.0.1:5432/postgres
+    python -m benchmarks.updates --concurrency 1,8,32,64   # choose UPDATE_CONCURRENCY
 
 Each resident: /start, main menu button, item list, item card, support, search button,
 search text, comment button, comment text. The stream is queued in the fake before the
@@ -220,6 +221,8 @@ class Row:
     updates: int
     seconds: float
     errors: dict[str, int] = field(default_factory=dict)
+    #: CPU seconds of this process (the bot's; the fake runs in its own) while it ran.
+    cpu: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -265,10 +268,16 @@ async def prepare_database(url: str, pool_size: int = 10) -> tuple[Any, list[int
 
 
 async def run_ours(
-    label: str, db_url: str, residents: int, *, warm_up: bool = False
+    label: str,
+    db_url: str,
+    residents: int,
+    *,
+    warm_up: bool = False,
+    concurrency: int | None = None,
 ) -> tuple[Row, dict[str, list[str]]]:
     """Our bot in polling mode. With `warm_up`, one resident's steps one at a time first,
-    which gives the Bot API calls per kind of update."""
+    which gives the Bot API calls per kind of update. `concurrency`: UPDATE_CONCURRENCY
+    (default: as shipped)."""
     from bot.app import ALLOWED_UPDATES, build_application
     from bot.settings import Settings
 
@@ -278,6 +287,7 @@ async def run_ours(
         telegram_bot_token=server.token,
         telegram_api_url=server.url,
         database_url=db_url,
+        **({"update_concurrency": concurrency} if concurrency else {}),
     )
     # The pool as `todo-bot run` sizes it (bot/cli.py).
     database, items = await prepare_database(db_url, pool_size=settings.update_concurrency)
@@ -306,10 +316,12 @@ async def run_ours(
                     print(f"warm-up {kind}: refused {failed}", file=sys.stderr)
         since = time.time()
         before = done.count
+        cpu = time.process_time()
         total = await server.call(
             "benchLoad", first=FIRST_RESIDENT, residents=residents, items=items
         )
         await done.wait(before + total)
+        cpu = time.process_time() - cpu
         await asyncio.sleep(0.2)
         stats = await server.call("benchStats", since=since)
     finally:
@@ -321,7 +333,7 @@ async def run_ours(
         await database.dispose()
         server.stop()
     seconds = stats["last_call"] - stats["first_handout"]
-    return Row(label, total, seconds, stats["errors"]), per_kind
+    return Row(label, total, seconds, stats["errors"], cpu), per_kind
 
 
 async def run_bare(
@@ -362,8 +374,10 @@ async def run_bare(
         await app.start()
         await app.updater.start_polling(poll_interval=0, timeout=1)
         since = time.time()
+        cpu = time.process_time()
         total = await server.call("benchLoad", first=FIRST_RESIDENT, residents=residents, items=[1])
         await done.wait(total)
+        cpu = time.process_time() - cpu
         await asyncio.sleep(0.2)
         stats = await server.call("benchStats", since=since)
     finally:
@@ -372,7 +386,7 @@ async def run_bare(
         await app.shutdown()
         server.stop()
     seconds = stats["last_call"] - stats["first_handout"]
-    return Row(label, total, seconds, stats["errors"])
+    return Row(label, total, seconds, stats["errors"], cpu)
 
 
 async def postgres_url(admin_url: str, create: bool) -> str:
@@ -395,7 +409,7 @@ async def postgres_url(admin_url: str, create: bool) -> str:
 
 
 def print_table(rows: list[Row], seq: Row, conc: Row) -> None:
-    header = ("variant", "updates", "seconds", "updates/s", "× bare seq", "× bare 64")
+    header = ("variant", "updates", "seconds", "updates/s", "CPU ms/upd", "× bare seq", "× bare 64")
     lines = [header]
     for r in rows:
         lines.append(
@@ -404,6 +418,7 @@ def print_table(rows: list[Row], seq: Row, conc: Row) -> None:
                 f"{r.updates:,}",
                 f"{r.seconds:.2f}",
                 f"{r.rate:.0f}",
+                f"{r.cpu / r.updates * 1000:.2f}",
                 f"{r.rate / seq.rate:.2f}",
                 f"{r.rate / conc.rate:.2f}",
             )
@@ -419,7 +434,8 @@ async def main(args: argparse.Namespace) -> None:
     from bot.settings import Settings, normalise_database_url
 
     residents = args.residents or (60 if args.quick else 200)
-    concurrency = Settings(_env_file=None).update_concurrency  # type: ignore[call-arg]
+    shipped = Settings(_env_file=None).update_concurrency  # type: ignore[call-arg]
+    levels = [int(c) for c in args.concurrency.split(",")] if args.concurrency else [shipped]
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         url = normalise_database_url(f"sqlite:///{Path(tmp) / 'warm.sqlite3'}")
@@ -430,18 +446,21 @@ async def main(args: argparse.Namespace) -> None:
         seq = await run_bare("bare PTB, sequential", residents, per_kind, 1)
         conc = await run_bare("bare PTB, concurrent_updates=64", residents, per_kind, 64)
         rows += [seq, conc]
-        url = normalise_database_url(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}")
-        row, _ = await run_ours(f"to:DO Bot, SQLite ({concurrency} at once)", url, residents)
-        rows.append(row)
-    if args.postgres:
-        try:
-            url = await postgres_url(args.postgres, create=True)
-            row, _ = await run_ours(
-                f"to:DO Bot, PostgreSQL ({concurrency} at once)", url, residents
-            )
+        for level in levels:
+            url = normalise_database_url(f"sqlite:///{Path(tmp) / f'bench{level}.sqlite3'}")
+            label = f"to:DO Bot, SQLite ({level} at once{', shipped' if level == shipped else ''})"
+            row, _ = await run_ours(label, url, residents, concurrency=level)
             rows.append(row)
-        finally:
-            await postgres_url(args.postgres, create=False)
+    if args.postgres:
+        for level in levels:
+            try:
+                url = await postgres_url(args.postgres, create=True)
+                shipped_mark = ", shipped" if level == shipped else ""
+                label = f"to:DO Bot, PostgreSQL ({level} at once{shipped_mark})"
+                row, _ = await run_ours(label, url, residents, concurrency=level)
+                rows.append(row)
+            finally:
+                await postgres_url(args.postgres, create=False)
     for r in rows:
         if r.errors:
             print(f"{r.variant}: refused calls {json.dumps(r.errors)}", file=sys.stderr)
@@ -456,6 +475,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--residents", type=int, help="default 200 (--quick: 60)")
     parser.add_argument("--postgres", metavar="ADMIN_URL", help="a PostgreSQL server's admin URL")
+    parser.add_argument(
+        "--concurrency",
+        metavar="N,N,…",
+        help="UPDATE_CONCURRENCY values to run our bot with (default: the shipped one)",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
 

@@ -4,7 +4,8 @@ Tests feed updates and wait until the bot has handled them — no sleeps."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -130,6 +131,34 @@ class BotHarness:
         message = self.fake.last_message(chat_id)
         assert message is not None, f"the bot wrote nothing to {chat_id}"
         return message
+
+
+async def until(
+    what: str,
+    check: Callable[[], Any],
+    timeout: float,  # noqa: ASYNC109
+    *,
+    interval: float = 0.02,
+    abort: Callable[[], str | None] | None = None,
+    context: Callable[[], str] | None = None,
+) -> Any:
+    """Poll an observable condition (`check()`, sync or async) until it holds and return
+    what it returned. Fail after `timeout`, or at once when `abort()` names a reason (a
+    process exited); `context()` adds what helps to read the failure (process output)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        reason = abort() if abort is not None else None
+        if reason is None and time.monotonic() > deadline:
+            reason = "timed out"
+        if reason is not None:
+            extra = f"\n{context()}" if context is not None else ""
+            raise AssertionError(f"{reason} waiting for {what}{extra}")
+        await asyncio.sleep(interval)
 
 
 def buttons_of(message: JSON) -> list[str]:

@@ -41,6 +41,7 @@ from tests.delivery_helpers import (
 )
 from tests.drills import report
 from tests.fake_telegram import ApiCall, FakeTelegram
+from tests.harness import until as poll_until
 from tests.test_cli import cli_env
 
 FIRST_CHAT, AUDIENCE = 7600, 60
@@ -113,18 +114,13 @@ class Bot:
     async def until(self, what: str, check: Callable[[], Any], timeout: float = WAIT) -> None:  # noqa: ASYNC109
         """Poll an observable condition (sync or async) until it holds; fail at once if the
         bot exits, or after `timeout`, with its output."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
+
+        def exited() -> str | None:
             if self.process is None or self.process.returncode is not None:
-                raise AssertionError(f"the bot exited while waiting for {what}\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}\n{self.output()}")
-            await asyncio.sleep(0.02)
+                return "the bot exited"
+            return None
+
+        await poll_until(what, check, timeout, abort=exited, context=self.output)
 
 
 @asynccontextmanager

@@ -44,6 +44,7 @@ from tests.delivery_helpers import (
 from tests.drills import report
 from tests.fake_telegram import ApiCall, FakeTelegram
 from tests.harness import BotHarness, datas_of
+from tests.harness import until as poll_until
 
 #: Residents who write while Telegram is gone, and the rest of the broadcast's audience.
 WRITERS = [7101, 7102, 7103, 7104]
@@ -80,17 +81,7 @@ class DrillHarness(BotHarness):
 
 
 async def until(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:  # noqa: ASYNC109
-    """Poll an observable condition (sync or async) until it holds; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    return await poll_until(what, check, timeout)
 
 
 def api_calls(metrics: Metrics, client: str, method: str, *, code: str | None = None) -> int:

@@ -31,6 +31,7 @@ from domain.broadcasts import Audience, create_announcement
 from storage.uow import Database
 from tests.drills import report as drill_report
 from tests.fake_telegram import FakeTelegram
+from tests.harness import until as poll_until
 from tests.test_cli import IN_CI, cli_env, postgres_cli_url, todo_bot
 from tests.test_webhook import free_port
 
@@ -99,17 +100,11 @@ async def stop_all(procs: list[Process]) -> None:
 
 async def until(what: str, check: Any, procs: list[Process], timeout: float = TIMEOUT) -> Any:  # noqa: ASYNC109
     """Poll `check()` (sync or async) until it returns something truthy; fail with the logs."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            logs = LOGS(f"--- {p.name}\n{p.output()[-3000:]}" for p in procs)
-            raise AssertionError(f"timed out waiting for {what}\n{logs}")
-        await asyncio.sleep(0.05)
+
+    def logs() -> str:
+        return LOGS(f"--- {p.name}\n{p.output()[-3000:]}" for p in procs)
+
+    return await poll_until(what, check, timeout, interval=0.05, context=logs)
 
 
 async def healthz(client: httpx.AsyncClient, proc: Process) -> dict[str, Any] | None:
