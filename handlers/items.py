@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import quote
 
 from telegram import Update
@@ -220,8 +221,12 @@ async def support_button(update: Update, context: BotContext, args: cb.Args) -> 
         note = label(context, "supported_and_following" if change.followed else "supported")
     else:
         note = label(context, "support_withdrawn")
-    await answer(update, context, note)
-    await show_item(update, context, args.number("iid"), args.text("origin"))
+    # The note and the card go out at the same time (answer() marks the press answered
+    # before its first await, so show() does not answer it again).
+    await asyncio.gather(
+        answer(update, context, note),
+        show_item(update, context, args.number("iid"), args.text("origin")),
+    )
 
 
 async def follow_button(update: Update, context: BotContext, args: cb.Args) -> None:
@@ -230,8 +235,10 @@ async def follow_button(update: Update, context: BotContext, args: cb.Args) -> N
     if change is None:
         await answer(update, context, label(context, "item_gone"), alert=True)
         return
-    await answer(update, context, label(context, "following" if on else "unfollowed"))
-    await show_item(update, context, args.number("iid"), args.text("origin"))
+    await asyncio.gather(
+        answer(update, context, label(context, "following" if on else "unfollowed")),
+        show_item(update, context, args.number("iid"), args.text("origin")),
+    )
 
 
 def register(app: Application) -> None:  # type: ignore[type-arg]
