@@ -146,6 +146,9 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
             # work holds an advisory lock on the resident until the update is handled.
             lock = None if key is None else (RESIDENT_LOCK_CLASS, lock_key(key))
             async with self.database.uow(lock=lock) as uow:
+                if update_id is None and lock is not None:
+                    async with uow.write():  # takes the lock (the claim does otherwise)
+                        pass
                 if update_id is not None:
                     now = utcnow()
                     marks, self._unmarked = self._unmarked, []

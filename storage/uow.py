@@ -34,6 +34,14 @@ from storage.staff import AuditRepository, RoleRepository
 from storage.stats import StatsRepository
 from storage.updates import UpdateRepository
 
+#: A session-level advisory lock (held across the unit of work's transactions).
+_LOCK = text("SELECT pg_advisory_lock(:kind, :key)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:kind, :key)")
+
+
+def _lock_params(lock: tuple[int, int]) -> dict[str, int]:
+    return {"kind": lock[0], "key": lock[1]}
+
 
 class UnitOfWork:
     """Bundles the repositories over one session. Reads happen in an implicit transaction;
@@ -64,6 +72,10 @@ class UnitOfWork:
         self.updates = UpdateRepository(session)
         self.privacy = PrivacyRepository(session)
         self._write_depth = 0
+        #: An advisory lock (class, key) to take with the first write transaction, and
+        #: whether it is held (PostgreSQL; see Database.uow).
+        self.pending_lock: tuple[int, int] | None = None
+        self.locked = False
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[None]:
@@ -82,6 +94,10 @@ class UnitOfWork:
             token = write_intent.set(True)
             self._write_depth = 1
             try:
+                if self.pending_lock is not None and not self.locked:
+                    # Session-level: held past this transaction's end, until released.
+                    await self.session.execute(_LOCK, _lock_params(self.pending_lock))
+                    self.locked = True
                 yield
                 await self.session.commit()
             except BaseException:
@@ -112,11 +128,6 @@ class UnitOfWork:
 
     async def close(self) -> None:
         await self.session.close()
-
-
-#: A session-level advisory lock (held across the unit of work's transactions).
-_LOCK = text("SELECT pg_advisory_lock(:kind, :key)")
-_UNLOCK = text("SELECT pg_advisory_unlock(:kind, :key)")
 
 
 class Database:
@@ -150,21 +161,24 @@ class Database:
                 await uow.close()
             return
         async with self.engine.connect() as connection:
-            if lock is not None:
-                await connection.execute(_LOCK, {"kind": lock[0], "key": lock[1]})
-                await connection.commit()
             uow = UnitOfWork(self._sessions(bind=connection))
+            # Taken with the first write transaction (the update's claim), so that it costs
+            # no transaction of its own; released with the last read transaction.
+            uow.pending_lock = lock
             try:
                 yield uow
+                if uow.locked and lock is not None:
+                    await uow.session.execute(_UNLOCK, _lock_params(lock))
+                    uow.locked = False
                 await uow.end_reads()
             finally:
                 try:
-                    await uow.close()
-                    if lock is not None:
-                        await connection.execute(_UNLOCK, {"kind": lock[0], "key": lock[1]})
+                    await uow.close()  # rolls back what is still open
+                    if uow.locked and lock is not None:
+                        await connection.execute(_UNLOCK, _lock_params(lock))
                         await connection.commit()
                 except BaseException:
-                    if lock is not None:
+                    if uow.locked:
                         await asyncio.shield(connection.invalidate())
                     raise
 
