@@ -141,10 +141,19 @@ def number(text: str) -> float | None:
 
 
 def from_updates(run: Run) -> list[Headline]:
+    """Updates per second of each variant, and ours against bare sequential python-telegram-bot
+    (columns: variant, updates, seconds, updates/s, CPU ms/upd, × bare seq, × bare 64)."""
     out = []
     for row in table_rows(run.output):
-        if len(row) >= 5 and row[0].startswith(("to:DO", "bare")) and number(row[3]) is not None:
+        if len(row) >= 7 and row[0].startswith(("to:DO", "bare")) and number(row[3]) is not None:
             out.append(Headline(run.name, f"{row[0]}: updates/s (burst of {row[1]})", row[3]))
+            ratio = number(row[5])
+            if row[0].startswith("to:DO") and ratio is not None:
+                out.append(
+                    Headline(
+                        run.name, f"{row[0]}: × bare sequential", row[5], "≥ 0.6", ratio >= 0.6
+                    )
+                )
     return out
 
 
