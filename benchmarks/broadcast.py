@@ -138,7 +138,8 @@ async def child(args: argparse.Namespace) -> None:
     from bot.rendering import Renderer
     from storage.uow import Database
 
-    database = Database(args.db)
+    # As the bot's Delivery opens it (Database.beside): on SQLite in aiosqlite's thread.
+    database = Database(args.db, inline=False)
     api = BotApi(args.api, args.token, connections=min(256, max(8, int(args.rate))))
     config = SenderConfig(rate=args.rate, paid=args.paid, lease_ttl=args.lease_ttl, backoff=0.2)
     sender = Sender(database, Renderer(ZoneInfo("Europe/Berlin")), api, "bench_bot", config)

@@ -37,10 +37,12 @@ def is_disconnect(error: BaseException) -> bool:
     return False
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An async engine with the settings our code relies on for the URL's backend."""
+def create_engine(url: str, *, pool_size: int = 10, inline: bool = True) -> AsyncEngine:
+    """An async engine with the settings our code relies on for the URL's backend.
+    `inline` (SQLite): statements run in the event loop (storage/sqlite_inline.py) rather
+    than in aiosqlite's thread."""
     if is_sqlite_url(url):
-        return _create_sqlite_engine(url)
+        return _create_sqlite_engine(url, inline)
     return create_async_engine(
         url,
         pool_size=pool_size,
@@ -50,7 +52,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
-def _create_sqlite_engine(url: str) -> AsyncEngine:
+def _create_sqlite_engine(url: str, inline: bool) -> AsyncEngine:
     parsed = make_url(url)
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
@@ -58,7 +60,7 @@ def _create_sqlite_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        module=inline_dbapi(),  # statements run in the event loop: see storage/sqlite_inline.py
+        **({"module": inline_dbapi()} if inline else {}),
     )
 
     @event.listens_for(engine.sync_engine, "connect")

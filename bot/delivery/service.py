@@ -60,6 +60,8 @@ class Delivery:
         self.api_observer: Callable[[str, int], None] | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: The sender's database (Database.beside()).
+        self._sender_database: Database | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -75,9 +77,15 @@ class Delivery:
             connections=min(256, max(8, int(self.config.rate))),
             observer=self.api_observer,
         )
-        self.sender = Sender(self.database, self.renderer, self.api, app.bot.username, self.config)
         if not run:
+            self.sender = Sender(
+                self.database, self.renderer, self.api, app.bot.username, self.config
+            )
             return
+        self._sender_database = self.database.beside()
+        self.sender = Sender(
+            self._sender_database, self.renderer, self.api, app.bot.username, self.config
+        )
         self._stop.clear()
         self._task = asyncio.create_task(self.sender.run(self._stop), name="sender")
         if app.job_queue is not None:
@@ -108,6 +116,9 @@ class Delivery:
         if self.api is not None:
             await self.api.close()
             self.api = None
+        if self._sender_database is not None and self._sender_database is not self.database:
+            await self._sender_database.dispose()
+        self._sender_database = None
 
     def wake(self) -> None:
         if self.sender is not None:
