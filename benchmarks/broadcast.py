@@ -47,23 +47,15 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- processes
 
 
-class FakeServer:
-    """benchmarks/fakebot.py in a process of its own (its own core)."""
+class FakeProcess:
+    """A fake Bot API server in a process of its own (its own core): `python -m` with these
+    arguments; it prints `ready URL TOKEN` once it listens on `port`."""
 
-    def __init__(self, rate: int | None, delay_ms: float = 0.0) -> None:
-        self.port = free_port()
-        args = [
-            sys.executable,
-            "-m",
-            "benchmarks.fakebot",
-            "--port",
-            str(self.port),
-            "--delay-ms",
-            str(delay_ms),
-        ]
-        if rate:
-            args += ["--rate", str(rate)]
-        self.process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    def __init__(self, *args: str, port: int) -> None:
+        self.port = port
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline().split()
         if not line or line[0] != "ready":
@@ -71,13 +63,17 @@ class FakeServer:
         self.url, self.token = line[1], line[2]
 
     async def call(self, method: str, **params: Any) -> Any:
+        """One of the fake's methods (the bench* ones too); its result."""
         import aiohttp
 
         async with (
             aiohttp.ClientSession() as session,
             session.post(f"{self.url}/bot{self.token}/{method}", json=params) as response,
         ):
-            return (await response.json())["result"]
+            body = await response.json()
+            if not body.get("ok"):
+                raise RuntimeError(f"{method}: {body}")
+            return body["result"]
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -85,6 +81,17 @@ class FakeServer:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+class FakeServer(FakeProcess):
+    """benchmarks/fakebot.py in a process of its own."""
+
+    def __init__(self, rate: int | None, delay_ms: float = 0.0) -> None:
+        port = free_port()
+        args = ["benchmarks.fakebot", "--port", str(port), "--delay-ms", str(delay_ms)]
+        if rate:
+            args += ["--rate", str(rate)]
+        super().__init__(*args, port=port)
 
 
 def peak_rss_mb(pid: int) -> float | None:

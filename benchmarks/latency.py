@@ -31,6 +31,7 @@ left unanswered; the highest step below is what the variant sustains.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import contextlib
@@ -38,8 +39,6 @@ import json
 import logging
 import math
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,8 +48,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.broadcast import free_port
-from benchmarks.updates import STEPS, kind_of, prepare_database
+from benchmarks.broadcast import FakeProcess, free_port
+from benchmarks.updates import STEPS, kind_of, postgres_url, prepare_database
+
+#: The database the PostgreSQL variant creates (and drops) on the server of --postgres.
+PG_DATABASE = "todo_bench_latency"
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_CHAT = 60_000_000
@@ -322,31 +324,21 @@ logging.getLogger().addHandler(ERRORS)
 # --------------------------------------------------------------------------- the fake
 
 
-class TracingServer:
-    """benchmarks/fakebot.py --trace in a process of its own."""
+class TracingServer(FakeProcess):
+    """benchmarks/fakebot.py --trace in a process of its own; its calls share one client
+    session (the benchmark polls the fake's progress)."""
 
     def __init__(self, delay_ms: float) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.fakebot",
-                "--port",
-                str(self.port),
-                "--delay-ms",
-                str(delay_ms),
-                "--trace",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
+        port = free_port()
+        super().__init__(
+            "benchmarks.fakebot",
+            "--port",
+            str(port),
+            "--delay-ms",
+            str(delay_ms),
+            "--trace",
+            port=port,
         )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().split()
-        if not line or line[0] != "ready":
-            raise RuntimeError("the fake Bot API server did not start")
-        self.url, self.token = line[1], line[2]
         self._session: Any = None
 
     async def call(self, method: str, **params: Any) -> Any:
@@ -366,13 +358,6 @@ class TracingServer:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 async def trace_since(
@@ -440,14 +425,16 @@ async def measure(
 # --------------------------------------------------------------------------- the bots
 
 
-class Variant:
+class Variant(abc.ABC):
+    """A bot under test: started against the tracing fake, stopped after the run."""
+
     label = ""
 
-    async def start(self, server: TracingServer) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def start(self, server: TracingServer) -> None: ...
 
-    async def stop(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
 
 
 async def _stop_app(app: Any) -> None:
@@ -649,31 +636,12 @@ class Plan:
     variants: list[str] = field(default_factory=list)
 
 
-async def postgres_url(admin_url: str, create: bool) -> str:
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from bot.settings import normalise_database_url
-
-    admin = create_async_engine(normalise_database_url(admin_url), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(
-                text("DROP DATABASE IF EXISTS todo_bench_latency WITH (FORCE)")
-            )
-            if create:
-                await connection.execute(text("CREATE DATABASE todo_bench_latency"))
-    finally:
-        await admin.dispose()
-    return normalise_database_url(f"{admin_url.rsplit('/', 1)[0]}/todo_bench_latency")
-
-
 async def fresh_database(kind: str, tmp: Path, admin: str | None, n: int) -> str:
     from bot.settings import normalise_database_url
 
     if kind == "postgres":
         assert admin is not None
-        return await postgres_url(admin, create=True)
+        return await postgres_url(admin, create=True, name=PG_DATABASE)
     return normalise_database_url(f"sqlite:///{tmp / f'latency{n}.sqlite3'}")
 
 
@@ -756,7 +724,7 @@ async def run_all(p: Plan) -> tuple[list[Measurement], dict[str, list[Measuremen
                     ladders[runs[0].variant] = runs
     finally:
         if p.postgres:
-            await postgres_url(p.postgres, create=False)
+            await postgres_url(p.postgres, create=False, name=PG_DATABASE)
     return fixed, ladders
 
 

@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.broadcast import free_port
+from benchmarks.broadcast import FakeProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_RESIDENT = 50_000_000
@@ -175,41 +174,12 @@ def _serve_main(port: int) -> None:
         asyncio.run(run())
 
 
-class Server:
-    """The fake in a process of its own."""
+class Server(FakeProcess):
+    """The fake in a process of its own (this module's `--serve`)."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.updates", "--serve", str(self.port)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().split()
-        if not line or line[0] != "ready":
-            raise RuntimeError("the fake Bot API server did not start")
-        self.url, self.token = line[1], line[2]
-
-    async def call(self, method: str, **params: Any) -> Any:
-        import aiohttp
-
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(f"{self.url}/bot{self.token}/{method}", json=params) as response,
-        ):
-            body = await response.json()
-            if not body.get("ok"):
-                raise RuntimeError(f"{method}: {body}")
-            return body["result"]
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        port = free_port()
+        super().__init__("benchmarks.updates", "--serve", str(port), port=port)
 
 
 # --------------------------------------------------------------------------- variants
@@ -389,7 +359,9 @@ async def run_bare(
     return Row(label, total, seconds, stats["errors"], cpu)
 
 
-async def postgres_url(admin_url: str, create: bool) -> str:
+async def postgres_url(admin_url: str, create: bool, name: str = "todo_bench_updates") -> str:
+    """Drop the database `name` on the server of `admin_url` and, with `create`, create it
+    anew; returns its URL."""
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -398,14 +370,12 @@ async def postgres_url(admin_url: str, create: bool) -> str:
     admin = create_async_engine(normalise_database_url(admin_url), isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as connection:
-            await connection.execute(
-                text("DROP DATABASE IF EXISTS todo_bench_updates WITH (FORCE)")
-            )
+            await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             if create:
-                await connection.execute(text("CREATE DATABASE todo_bench_updates"))
+                await connection.execute(text(f"CREATE DATABASE {name}"))
     finally:
         await admin.dispose()
-    return normalise_database_url(f"{admin_url.rsplit('/', 1)[0]}/todo_bench_updates")
+    return normalise_database_url(f"{admin_url.rsplit('/', 1)[0]}/{name}")
 
 
 def print_table(rows: list[Row], seq: Row, conc: Row) -> None:

@@ -237,6 +237,10 @@ def test_any_content_document_is_parsed_or_refused_naming_the_entry(
     if errors:
         count("importer: documents refused")
         check_errors(raw, errors, mutations)
+        return
+    # Accepted: every entry of every section made it into the bundle, none dropped silently.
+    for section in SECTIONS:
+        assert len(getattr(bundle, section)) == len(raw.get(section) or []), section
 
 
 def test_non_text_keys_and_huge_values_name_the_entry() -> None:
@@ -551,6 +555,9 @@ async def test_any_text_into_every_awaited_input(bot: BotHarness, data: st.DataO
     for spec in INPUTS:
         text = data.draw(any_text, label=spec.name)
         await try_input(ctx, spec, Hostile("hypothesis", text), tally, None)
+    # Every input took its text and either stored it (cleaned) or refused it, nothing else.
+    assert tally.inputs == {spec.name for spec in INPUTS}
+    assert tally.refused + tally.stored == tally.tried == len(INPUTS)
     count("text inputs: arbitrary texts", tally.tried)
     count("text inputs: refused, nothing changed", tally.refused)
     count("text inputs: stored as cleaned", tally.stored)
