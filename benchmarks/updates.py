@@ -4,7 +4,9 @@ getUpdates long polling from the fake Bot API server, handled by
 * a bare python-telegram-bot Application (no database) that answers each update with as
   many sendMessage / editMessageText / answerCallbackQuery calls as our bot makes for that
   kind of update (counted in a warm-up pass), once sequentially and once with
-  `concurrent_updates=64`, and
+  `concurrent_updates=64` (the baseline: python-telegram-bot as it ships), and once more
+  sequentially with the garbage collector set as our bot sets it (`bot.app.GC_THRESHOLDS`),
+  which shows what that setting alone is worth, and
 * our bot (`build_application`, sample data imported, UPDATE_CONCURRENCY default) on SQLite
   and, with --postgres, on PostgreSQL (database `todo_bench_updates`, created and dropped).
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -248,7 +251,7 @@ async def run_ours(
     """Our bot in polling mode. With `warm_up`, one resident's steps one at a time first,
     which gives the Bot API calls per kind of update. `concurrency`: UPDATE_CONCURRENCY
     (default: as shipped)."""
-    from bot.app import ALLOWED_UPDATES, build_application
+    from bot.app import ALLOWED_UPDATES, build_application, tune_garbage_collector
     from bot.settings import Settings
 
     server = Server()
@@ -263,6 +266,8 @@ async def run_ours(
     database, items = await prepare_database(db_url, pool_size=settings.update_concurrency)
     done = Done()
     app = build_application(settings, database, on_update_done=done.hit)
+    thresholds = gc.get_threshold()
+    tune_garbage_collector()  # as `todo-bot run` does (undone below for the other variants)
     per_kind: dict[str, list[str]] = {}
     try:
         await app.initialize()
@@ -302,13 +307,22 @@ async def run_ours(
         await app.shutdown()
         await database.dispose()
         server.stop()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     seconds = stats["last_call"] - stats["first_handout"]
     return Row(label, total, seconds, stats["errors"], cpu), per_kind
 
 
 async def run_bare(
-    label: str, residents: int, per_kind: dict[str, list[str]], concurrent: int
+    label: str,
+    residents: int,
+    per_kind: dict[str, list[str]],
+    concurrent: int,
+    *,
+    tuned_gc: bool = False,
 ) -> Row:
+    """`tuned_gc`: with the garbage collector set as our bot sets it (bot.app.GC_THRESHOLDS),
+    to show how much of the difference that setting makes. The baseline is without."""
     from telegram import Update
     from telegram.ext import Application, ContextTypes, TypeHandler
 
@@ -339,6 +353,11 @@ async def run_bare(
         builder = builder.concurrent_updates(concurrent)
     app = builder.build()
     app.add_handler(TypeHandler(Update, answer))
+    thresholds = gc.get_threshold()
+    if tuned_gc:
+        from bot.app import tune_garbage_collector
+
+        tune_garbage_collector()
     try:
         await app.initialize()
         await app.start()
@@ -355,6 +374,8 @@ async def run_bare(
         await app.stop()
         await app.shutdown()
         server.stop()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     seconds = stats["last_call"] - stats["first_handout"]
     return Row(label, total, seconds, stats["errors"], cpu)
 
@@ -415,7 +436,10 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  {kind:<15} {', '.join(methods)}", file=sys.stderr)
         seq = await run_bare("bare PTB, sequential", residents, per_kind, 1)
         conc = await run_bare("bare PTB, concurrent_updates=64", residents, per_kind, 64)
-        rows += [seq, conc]
+        tuned = await run_bare(
+            "bare PTB, sequential, our GC setting", residents, per_kind, 1, tuned_gc=True
+        )
+        rows += [seq, conc, tuned]
         for level in levels:
             url = normalise_database_url(f"sqlite:///{Path(tmp) / f'bench{level}.sqlite3'}")
             label = f"to:DO Bot, SQLite ({level} at once{', shipped' if level == shipped else ''})"

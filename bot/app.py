@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -60,6 +61,25 @@ ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_membe
 PRUNE_EVERY = 6 * 3600.0
 
 
+#: The cyclic garbage collector's thresholds while the bot runs (Python's are 700, 10, 10).
+#: Handling an update allocates thousands of short-lived objects (python-telegram-bot's,
+#: SQLAlchemy's, Jinja's), so with the defaults a young collection ran every few updates
+#: and an old one, walking every object of the process, every few hundred. Measured with
+#: `python -m benchmarks.updates`: CPU per update 5.4 -> 4.6 ms. The young generation
+#: holds at most this many container objects more, a few MB.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_garbage_collector() -> None:
+    """Once everything is imported and built, before the first update: what exists now
+    lives as long as the process, so the collector stops walking it (`gc.freeze`), and
+    collections run less often (GC_THRESHOLDS). Reference counting frees almost
+    everything anyway; the collector is only for cycles."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def build_application(
     settings: Settings,
     database: Database,
@@ -70,7 +90,9 @@ def build_application(
 ) -> Application:  # type: ignore[type-arg]
     """The bot. `webhook`: without an Updater (bot/web.py feeds it the updates)."""
     token = settings.require_token()
-    processor = ResidentOrderedProcessor(settings.update_concurrency, database, on_update_done)
+    processor = ResidentOrderedProcessor(
+        settings.update_concurrency, database, on_update_done, across_processes=webhook
+    )
     metrics = Metrics()
     processor.metrics = metrics
     builder = ApplicationBuilder().request(MeteredRequest(metrics, connection_pool_size=256))

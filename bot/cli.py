@@ -138,7 +138,7 @@ def _check_role(settings: Settings, role: str) -> None:
 
 
 def _run(settings: Settings, *, webhook: bool = False, role: str | None = None) -> int:
-    from bot.app import ALLOWED_UPDATES, build_application
+    from bot.app import ALLOWED_UPDATES, build_application, tune_garbage_collector
     from storage.uow import Database
 
     role = role or settings.role
@@ -163,6 +163,7 @@ def _run(settings: Settings, *, webhook: bool = False, role: str | None = None) 
         await database.dispose()
 
     app.post_shutdown = _close_database
+    tune_garbage_collector()
     if role == "worker":
         from bot.worker import run_worker
 

@@ -64,6 +64,10 @@ def lock_key(value: int) -> int:
 
 #: How long update ids are remembered (Telegram gives up redelivering after about a day).
 KEEP_UPDATE_IDS = dt.timedelta(days=7)
+#: Handled updates are marked so in batches (see ResidentOrderedProcessor): of this many,
+MARK_BATCH = 64
+#: or once the oldest has waited this long (seconds).
+MARK_DELAY = 1.0
 #: A claim this old without `handled_at` was cut short (the process died before it could
 #: answer Telegram): a redelivery of that update is handled after all. Far longer than any
 #: handler runs, shorter than Telegram's redelivery back-off.
@@ -84,20 +88,32 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
     before the mark, the update may be handled twice; buttons carry the state they set and
     awaited texts are taken once, so that repeats nothing a resident would notice.)
 
-    The marks cost no transaction of their own: they ride along with the next claim, and
-    whatever is left is written when no update is in flight any more (and at shutdown).
-    A mark that is lost with the process leaves a claim unmarked whose update had been
-    answered, so Telegram does not deliver it again."""
+    The claim is one statement (on PostgreSQL without a transaction around it). The marks
+    are written in batches: one claim in a while writes all that are waiting, once
+    MARK_BATCH of them wait or the oldest has waited MARK_DELAY, and whatever is left when
+    no update is in flight any more (and at shutdown). A mark that is lost with the
+    process leaves a claim unmarked whose update had been answered, so Telegram does not
+    deliver it again.
+
+    `across_processes`: one resident's updates are also kept apart from other processes
+    handling the same bot's updates (web replicas): on PostgreSQL the unit of work holds
+    an advisory lock on the resident. In polling mode one process gets all updates
+    (Telegram refuses a second getUpdates), so the lock, two round trips per update, is
+    left out there."""
 
     def __init__(
         self,
         max_concurrent_updates: int,
         database: Database,
         on_done: Callable[[object], Awaitable[None] | None] | None = None,
+        *,
+        across_processes: bool = True,
     ) -> None:
         super().__init__(max_concurrent_updates)
         self.database = database
         self.on_done = on_done
+        self.across_processes = across_processes
+        self._marks_due = 0.0
         self.metrics: Metrics | None = None
         self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
         #: Update ids handled but not yet marked so in the database.
@@ -144,22 +160,25 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
         try:
             # One at a time across processes (web replicas) too: on PostgreSQL the unit of
             # work holds an advisory lock on the resident until the update is handled.
-            lock = None if key is None else (RESIDENT_LOCK_CLASS, lock_key(key))
+            lock = None
+            if key is not None and self.across_processes:
+                lock = (RESIDENT_LOCK_CLASS, lock_key(key))
             async with self.database.uow(lock=lock) as uow:
                 if update_id is None and lock is not None:
-                    async with uow.write():  # takes the lock (the claim does otherwise)
+                    async with uow.write(one_statement=True):  # takes the lock
                         pass
                 if update_id is not None:
                     now = utcnow()
-                    marks, self._unmarked = self._unmarked, []
+                    marks = self._take_marks()
                     try:
-                        async with uow.write():
-                            claimed = await uow.updates.claim(update_id, now, now - CLAIM_STALE)
-                            if marks:
+                        if marks:
+                            async with uow.write(one_statement=True):
                                 await uow.updates.handled(marks, now)
                     except BaseException:
                         self._unmarked.extend(marks)
                         raise
+                    async with uow.write(one_statement=True):
+                        claimed = await uow.updates.claim(update_id, now, now - CLAIM_STALE)
                     if not claimed:
                         duplicate = True
                         log.info("update %s was handled before: ignored", update_id)
@@ -176,6 +195,8 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
             # Marked only once the unit of work has ended well (its last commit, and on
             # PostgreSQL the lock's release, can still fail).
             if update_id is not None and not failed:
+                if not self._unmarked:
+                    self._marks_due = time.monotonic() + MARK_DELAY
                 self._unmarked.append(update_id)
         finally:
             if inspect.iscoroutine(coroutine):
@@ -185,6 +206,15 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
                 self.metrics.latency.labels(kind).observe(time.perf_counter() - started)
             if claimed and failed:
                 await self._release(update_id)
+
+    def _take_marks(self) -> list[int]:
+        """The marks waiting, if it is time to write them (see the class docstring)."""
+        if len(self._unmarked) < MARK_BATCH and (
+            not self._unmarked or time.monotonic() < self._marks_due
+        ):
+            return []
+        marks, self._unmarked = self._unmarked, []
+        return marks
 
     async def flush_marks(self) -> None:
         """Mark the handled updates that no claim took along (see the class docstring)."""

@@ -58,7 +58,7 @@ async def start_comment(
 ) -> CommentStart:
     """Remember that the next text of this resident is a comment on the item."""
     async with uow.write():
-        if await uow.content.item(item_id) is None:
+        if not await uow.content.has_item(item_id):
             return CommentStart(CommentProblem.ITEM_GONE)
         if await uow.moderation.is_banned(resident_id):
             return CommentStart(CommentProblem.BANNED)
@@ -94,7 +94,7 @@ async def submit_comment(uow: UnitOfWork, resident_id: int, text: str) -> Commen
             return CommentOutcome(problem=CommentProblem.BANNED)
         item_id = _int(payload.get("item_id"))
         origin = str(payload.get("origin") or "")
-        if item_id is None or await uow.content.item(item_id) is None:
+        if item_id is None or not await uow.content.has_item(item_id):
             return CommentOutcome(problem=CommentProblem.ITEM_GONE)
         comment = await uow.comments.add(resident_id, item_id, cleaned)
         followed = await uow.engagement.follow(resident_id, item_id)

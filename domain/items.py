@@ -132,7 +132,7 @@ async def set_support(
     Supporting also follows the item. None if the item does not exist; a banned resident
     cannot support (`banned`), but may still withdraw a support."""
     async with uow.write():
-        if await uow.content.item(item_id) is None:
+        if not await uow.content.has_item(item_id):
             return None
         if support and await uow.moderation.is_banned(resident_id):
             return EngagementChange(False, banned=True)
@@ -147,7 +147,7 @@ async def set_follow(
     uow: UnitOfWork, resident_id: int, item_id: int, follow: bool
 ) -> EngagementChange | None:
     async with uow.write():
-        if await uow.content.item(item_id) is None:
+        if not await uow.content.has_item(item_id):
             return None
         if follow:
             return EngagementChange(await uow.engagement.follow(resident_id, item_id), True)

@@ -69,8 +69,13 @@ async def enter(
         if resident.last_seen_on == today and resident.blocked_at is None:
             return ResidentInfo.of(resident, awaiting=awaiting, role=role)
     async with uow.write():
-        resident, created = await uow.residents.ensure(telegram_id, language_for(language_code))
-        await uow.residents.touch(resident.id, today)
+        created = False
+        if found is None:
+            resident, created = await uow.residents.ensure(
+                telegram_id, language_for(language_code), seen_on=today
+            )
+        if not created:  # created seen today, with nothing to clear
+            await uow.residents.touch(resident.id, today)
         if resident.inactivity_warned_at is not None:
             # Back after the inactivity warning: the account is no longer deleted.
             await uow.privacy.clear_warning(resident.id)

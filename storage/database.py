@@ -43,13 +43,26 @@ def create_engine(url: str, *, pool_size: int = 10, inline: bool = True) -> Asyn
     than in aiosqlite's thread."""
     if is_sqlite_url(url):
         return _create_sqlite_engine(url, inline)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max(4, pool_size // 2),
-        pool_pre_ping=True,
         pool_recycle=1800,
     )
+    if engine.dialect.driver == "asyncpg":
+        event.listen(engine.sync_engine.pool, "checkout", _closed_is_gone)
+    return engine
+
+
+def _closed_is_gone(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """The pool's liveness check, instead of `pool_pre_ping`: asyncpg notices at once when
+    the server or the network closes a connection, so a closed one is replaced without a
+    round trip (the pool retries the checkout on DisconnectionError). SQLAlchemy's ping
+    for asyncpg costs three (BEGIN, a query, ROLLBACK), a sixth of an update's. A
+    connection that dies silently fails its first statement instead, and SQLAlchemy then
+    invalidates the whole pool, so one update answers "please try again"."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the connection was closed")
 
 
 def _create_sqlite_engine(url: str, inline: bool) -> AsyncEngine:

@@ -155,12 +155,17 @@ class ModerationRepository(Repository):
     """Bans, and reports that hide an approved comment until a moderator decides."""
 
     async def is_banned(self, resident_id: int) -> bool:
-        stmt = self._prebuilt(
-            "moderation.is_banned",
-            lambda: select(Resident.banned_at).where(Resident.id == bindparam("p_resident")),
-        )
-        result = await self.session.execute(stmt, {"p_resident": resident_id})
-        return result.scalar_one_or_none() is not None
+        """As this update read it with the resident (Repository._known), else from the
+        database."""
+        known = self._known("banned")
+        if resident_id not in known:
+            stmt = self._prebuilt(
+                "moderation.is_banned",
+                lambda: select(Resident.banned_at).where(Resident.id == bindparam("p_resident")),
+            )
+            result = await self.session.execute(stmt, {"p_resident": resident_id})
+            known[resident_id] = result.scalar_one_or_none() is not None
+        return bool(known[resident_id])
 
     async def ban(self, resident_id: int) -> bool:
         """True if the resident was not banned before."""
@@ -170,6 +175,7 @@ class ModerationRepository(Repository):
             .values(banned_at=utcnow())
             .returning(Resident.id)
         )
+        self._known("banned")[resident_id] = True
         return result.scalar_one_or_none() is not None
 
     async def unban(self, telegram_id: int) -> bool | None:
@@ -183,6 +189,7 @@ class ModerationRepository(Repository):
             return None
         if resident.banned_at is None:
             return False
+        self._known("banned")[resident.id] = False
         await self.session.execute(
             update(Resident).where(Resident.id == resident.id).values(banned_at=None)
         )

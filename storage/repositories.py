@@ -25,7 +25,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -58,6 +57,14 @@ _PREBUILT: dict[tuple[str, str], Any] = {}
 class Repository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    def _known(self, fact: str) -> dict[int, Any]:
+        """What this unit of work (one update) has already read and is asked for again
+        later in the same update, by name: "banned" (resident id -> banned?) and "items"
+        (item id -> exists). Kept in the session's `info`, so it ends with the unit of
+        work; plain values, never ORM objects, so later queries still read fresh rows."""
+        known: dict[int, Any] = self.session.info.setdefault(fact, {})
+        return known
 
     def _prebuilt(self, name: str, build: Callable[[], Any]) -> Any:
         """The statement `build()` makes, built once per dialect, with bindparam()
@@ -112,36 +119,43 @@ class ResidentRepository(Repository):
             ),
         )
         row = (await self.session.execute(stmt, {"telegram_id": telegram_id})).first()
-        return (row[0], row[1], row[2]) if row else None
+        if row is None:
+            return None
+        self._known("banned")[row[0].id] = row[0].banned_at is not None
+        return (row[0], row[1], row[2])
 
-    async def ensure(self, telegram_id: int, language: str) -> tuple[Resident, bool]:
-        """The resident with this Telegram id, created (with a fresh pseudonym) if new.
-        Safe against a concurrent first contact of the same user from another process."""
-        existing = await self.by_telegram_id(telegram_id)
-        if existing is not None:
-            return existing, False
+    async def ensure(
+        self, telegram_id: int, language: str, seen_on: dt.date | None = None
+    ) -> tuple[Resident, bool]:
+        """The resident with this Telegram id, created (with a fresh pseudonym, seen on
+        `seen_on`) if new; True if created here. Safe against a concurrent first contact of
+        the same user from another process.
+
+        One statement for a new resident: an INSERT that does nothing on any conflict
+        (Telegram id or pseudonym) and returns the new row. Only when it returns nothing
+        is there a second look: the resident exists after all, or the pseudonym was taken
+        and another is drawn."""
         for low, high in self.PSEUDONYM_RANGES:
             for _ in range(4):
-                pseudonym = _PSEUDONYMS.randint(low, high)
                 stmt = (
                     self._insert(Resident)
                     .values(
                         telegram_id=telegram_id,
                         language=language,
-                        pseudonym=pseudonym,
+                        pseudonym=_PSEUDONYMS.randint(low, high),
                         created_at=utcnow(),
+                        last_seen_on=seen_on,
                     )
-                    .on_conflict_do_nothing(index_elements=[Resident.telegram_id])
-                    .returning(Resident.id)
+                    .on_conflict_do_nothing()
+                    .returning(Resident)
                 )
-                try:
-                    async with self.session.begin_nested():
-                        new_id = (await self.session.execute(stmt)).scalar_one_or_none()
-                except IntegrityError:
-                    continue  # pseudonym taken: draw again
-                resident = await self.by_telegram_id(telegram_id)
-                assert resident is not None
-                return resident, new_id is not None
+                created = (await self.session.scalars(stmt)).one_or_none()
+                if created is not None:
+                    self._known("banned")[created.id] = False
+                    return created, True
+                existing = await self.by_telegram_id(telegram_id)
+                if existing is not None:
+                    return existing, False
         raise RuntimeError("could not draw a free pseudonym")
 
     async def set_language(self, resident_id: int, language: str) -> None:
@@ -253,7 +267,22 @@ class ContentRepository(Repository):
             "content.item", lambda: self._any_item().where(Item.id == bindparam("p_item"))
         )
         row = (await self.session.execute(stmt, {"p_item": item_id})).first()
-        return ItemRow(*row) if row else None
+        if row is None:
+            return None
+        self._known("items")[item_id] = True
+        return ItemRow(*row)
+
+    async def has_item(self, item_id: int) -> bool:
+        """Whether the item exists (items are never deleted: one this update has already
+        read answers without a query)."""
+        known = self._known("items")
+        if item_id not in known:
+            stmt = self._prebuilt(
+                "content.has_item", lambda: select(Item.id).where(Item.id == bindparam("p_item"))
+            )
+            found = (await self.session.execute(stmt, {"p_item": item_id})).first()
+            known[item_id] = found is not None
+        return bool(known[item_id])
 
     async def item_by_key(self, key: str) -> ItemRow | None:
         row = (await self.session.execute(self._any_item().where(Item.key == key))).first()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.content_writer import ContentWriter
 from storage.database import create_engine, write_intent
@@ -39,6 +41,12 @@ _LOCK = text("SELECT pg_advisory_lock(:kind, :key)")
 _UNLOCK = text("SELECT pg_advisory_unlock(:kind, :key)")
 
 
+#: PostgreSQL reads outside write() run in autocommit, writes in READ COMMITTED (the
+#: server's default level, which the reads had before too: see Database.uow).
+_AUTOCOMMIT = "AUTOCOMMIT"
+_TRANSACTIONS = "READ COMMITTED"
+
+
 def _lock_params(lock: tuple[int, int]) -> dict[str, int]:
     return {"kind": lock[0], "key": lock[1]}
 
@@ -48,9 +56,17 @@ class UnitOfWork:
     every change goes through `async with uow.write():`, which commits on success and rolls
     back on error, so a write is all or nothing."""
 
-    def __init__(self, session: AsyncSession, write_gate: asyncio.Lock | None = None) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        write_gate: asyncio.Lock | None = None,
+        autocommit: AsyncConnection | None = None,
+    ) -> None:
         self.session = session
         self._write_gate = write_gate
+        #: PostgreSQL: the unit of work's connection, reading in autocommit (see
+        #: Database.uow); write() gives it a transaction of the server's default level.
+        self._autocommit = autocommit
         self.residents = ResidentRepository(session)
         self.content = ContentRepository(session)
         self.engagement = EngagementRepository(session)
@@ -78,7 +94,12 @@ class UnitOfWork:
         self.locked = False
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[None]:
+    async def write(self, *, one_statement: bool = False) -> AsyncIterator[None]:
+        """A write transaction: committed when the block ends well, rolled back otherwise.
+
+        `one_statement`: the block runs at most one statement, which is all or nothing by
+        itself; on PostgreSQL it then runs without BEGIN and COMMIT around it (two round
+        trips saved). Everywhere else it is a write transaction like any other."""
         if self._write_depth:
             # Nested: part of the enclosing write transaction.
             self._write_depth += 1
@@ -93,6 +114,9 @@ class UnitOfWork:
         async with self._gate():
             token = write_intent.set(True)
             self._write_depth = 1
+            transaction = self._autocommit is not None and not one_statement
+            if transaction:
+                await self._isolation(_TRANSACTIONS)
             try:
                 if self.pending_lock is not None and not self.locked:
                     # Session-level: held past this transaction's end, until released.
@@ -106,6 +130,14 @@ class UnitOfWork:
             finally:
                 self._write_depth = 0
                 write_intent.reset(token)
+                if transaction:
+                    # A broken connection fails the unit of work's next statement anyway.
+                    with contextlib.suppress(SQLAlchemyError):
+                        await self._isolation(_AUTOCOMMIT)
+
+    async def _isolation(self, level: str) -> None:
+        assert self._autocommit is not None
+        await self._autocommit.execution_options(isolation_level=level)
 
     @asynccontextmanager
     async def _gate(self) -> AsyncIterator[None]:
@@ -166,6 +198,14 @@ class Database:
         several short transactions (claim, reads, writes), and taking a connection from
         the pool for each, with the pool's liveness ping, cost more than their statements.
 
+        On PostgreSQL, reads outside `write()` run in autocommit: each SELECT is a
+        round trip of its own, without the BEGIN and COMMIT around it. Under READ
+        COMMITTED, the level we run at, every statement of a transaction already sees
+        its own fresh snapshot, so the reads see what they saw before; what they lose is
+        only what no read here relies on (row locks: those are taken inside `write()`).
+        Round trips were the largest cost of an update on PostgreSQL (the bot's CPU in
+        the socket writes that wake the server): 25 per update before, 15 after.
+
         `lock`: a (class, key) advisory lock, held on that connection for the whole unit
         of work (PostgreSQL only; other processes' units of work with the same lock wait).
         If it cannot be released, the connection is discarded, which releases it."""
@@ -178,7 +218,8 @@ class Database:
                 await uow.close()
             return
         async with self.engine.connect() as connection:
-            uow = UnitOfWork(self._sessions(bind=connection))
+            await connection.execution_options(isolation_level=_AUTOCOMMIT)
+            uow = UnitOfWork(self._sessions(bind=connection), autocommit=connection)
             # Taken with the first write transaction (the update's claim), so that it costs
             # no transaction of its own; released with the last read transaction.
             uow.pending_lock = lock

@@ -12,14 +12,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 
+from bot import callbacks as cb
 from bot.leader import LeaderElection
 from domain import broadcasts
 from domain.broadcasts import Audience
 from storage.database import is_disconnect
-from storage.models import ProcessedUpdate
+from storage.models import Comment, ProcessedUpdate
 from storage.uow import Database
 from tests.conftest import _truncate, make_settings
 from tests.delivery_helpers import ADMIN, Kit, add_many_residents, broadcast_row
@@ -165,33 +166,35 @@ async def test_polling_bot_answers_try_again_during_an_outage_and_recovers(
 async def test_an_outage_in_the_middle_of_a_handler_rolls_back_and_recovers(
     fake: FakeTelegram, outage: Outage
 ) -> None:
-    """The connection is cut while a handler runs (after the claim was committed)."""
+    """The connection is cut in the middle of a handler's write transaction: a comment is
+    being stored (the claim is committed, the awaited state already taken in the same
+    transaction) when the database goes away. All of it rolls back, the resident is asked
+    to try again, and once the database is back the same text is stored, once."""
     settings = make_settings(fake, outage.url)
     async with BotHarness.running(fake, settings) as bot:
         user = bot.user(RESIDENT)
         await bot.send(user, "/start")
+        async with outage.direct.uow() as uow:
+            item_id = (await uow.content.item_by_key("TD-01")).item.id  # type: ignore[union-attr]
+        await bot.press(user, cb.COMMENT.build(iid=item_id, origin="H"), 1)
         before = await snapshot(outage.direct)
         handled_before = await outage.processed()
-        cut = asyncio.Event()
 
-        async def cut_then_send(params: dict[str, Any]) -> Any:
-            if not cut.is_set():
-                cut.set()
+        def cut_at_the_insert(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if statement.startswith("INSERT INTO comments"):
                 outage.proxy.break_()
-            return fake._api_sendmessage(params, {})
 
-        fake.set_handler("sendMessage", cut_then_send)
-        since = len(fake.calls)
-        update_id = fake.add_update(fake.message_update(user, "/help"))
-        await bot.wait_handled(update_id)
-        assert cut.is_set()
+        engine = bot.database.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", cut_at_the_insert)
+        try:
+            since = len(fake.calls)
+            update_id = fake.add_update(fake.message_update(user, "Kurse auch am Abend"))
+            await bot.wait_handled(update_id)
+        finally:
+            event.remove(engine, "before_cursor_execute", cut_at_the_insert)
+        assert outage.proxy.broken
         await wait_for_call(fake, since, is_error_message(RESIDENT))
-        fake.set_handler("sendMessage", None)
-        outage.proxy.restore()
-        restored = time.monotonic()
-        calls = await bot.send(user, "/start")
-        RECOVERY["mid-handler"] = time.monotonic() - restored
-        assert handled_normally(calls, RESIDENT)
+        # Nothing half-written: no comment, no follow, and the bot still awaits the text.
         assert await snapshot(outage.direct) == before
         # Its claim could not be released while the database was away; it is not marked
         # handled, so a redelivery (webhook) takes it over once it is stale.
@@ -199,6 +202,15 @@ async def test_an_outage_in_the_middle_of_a_handler_rolls_back_and_recovers(
             claim = await uow.session.get(ProcessedUpdate, update_id)
         assert claim is None or claim.handled_at is None
         assert update_id not in handled_before
+
+        outage.proxy.restore()
+        restored = time.monotonic()
+        calls = await bot.send(user, "Kurse auch am Abend")
+        RECOVERY["mid-handler"] = time.monotonic() - restored
+        assert handled_normally(calls, RESIDENT)
+        async with outage.direct.uow() as uow:
+            texts = (await uow.session.execute(select(Comment.text))).scalars().all()
+        assert texts == ["Kurse auch am Abend"]
 
 
 # --------------------------------------------------------------------------- webhook
