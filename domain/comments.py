@@ -57,7 +57,7 @@ async def start_comment(
     uow: UnitOfWork, resident_id: int, item_id: int, origin: str
 ) -> CommentStart:
     """Remember that the next text of this resident is a comment on the item."""
-    async with uow.write():
+    async with uow.write(one_statement=True):  # the checks are reads
         if not await uow.content.has_item(item_id):
             return CommentStart(CommentProblem.ITEM_GONE)
         if await uow.moderation.is_banned(resident_id):

@@ -79,10 +79,10 @@ async def item_id_for_key(uow: UnitOfWork, key: str) -> int | None:
 async def item_card(
     uow: UnitOfWork, resident_id: int, item_id: int, language: str
 ) -> ItemCard | None:
-    row = await uow.content.item(item_id)
-    if row is None:
+    found = await uow.content.item_as_seen_by(item_id, resident_id)
+    if found is None:
         return None
-    state = await uow.engagement.state(resident_id, item_id)
+    row, state = found
     sessions = await uow.content.sessions_of_item(item_id)
     history = await uow.content.history(item_id, HISTORY_ON_CARD)
     merged_into = None
@@ -177,12 +177,12 @@ SEARCH_QUERY_MAX = 200
 
 async def start_search(uow: UnitOfWork, resident_id: int) -> None:
     """The next text of this resident is a search query."""
-    async with uow.write():
+    async with uow.write(one_statement=True):
         await uow.conversations.set_awaiting(resident_id, AWAITING_SEARCH, {})
 
 
 async def take_search(uow: UnitOfWork, resident_id: int) -> bool:
-    async with uow.write():
+    async with uow.write(one_statement=True):
         return await uow.conversations.take_awaiting(resident_id, AWAITING_SEARCH) is not None
 
 
@@ -190,7 +190,7 @@ async def remember_search(uow: UnitOfWork, resident_id: int, query: str) -> str:
     """Keep the last query (cleaned like every typed text, on one line), so that result
     pages and "Back" can return to it."""
     query = " ".join(clean_user_text(query).split())[:SEARCH_QUERY_MAX]
-    async with uow.write():
+    async with uow.write(one_statement=True):
         await uow.conversations.set_last_search(resident_id, query)
     return query
 

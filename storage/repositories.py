@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Select,
+    String,
     and_,
     bindparam,
     case,
@@ -272,6 +274,31 @@ class ContentRepository(Repository):
         self._known("items")[item_id] = True
         return ItemRow(*row)
 
+    async def item_as_seen_by(
+        self, item_id: int, resident_id: int
+    ) -> tuple[ItemRow, Engagement] | None:
+        """The item with whether the resident supports and follows it, in one query (the
+        card's; `item` and `EngagementRepository.state` took two)."""
+
+        def build() -> Any:
+            item: Any = bindparam("p_item")
+            resident: Any = bindparam("p_resident")
+            supporting = exists().where(Support.resident_id == resident, Support.item_id == item)
+            following = exists().where(Follow.resident_id == resident, Follow.item_id == item)
+            return (
+                select(Item, ActionField, supporting, following)
+                .join(ActionField, Item.action_field_id == ActionField.id)
+                .where(Item.id == item)
+            )
+
+        stmt = self._prebuilt("content.item_as_seen_by", build)
+        params = {"p_item": item_id, "p_resident": resident_id}
+        row = (await self.session.execute(stmt, params)).first()
+        if row is None:
+            return None
+        self._known("items")[item_id] = True
+        return ItemRow(row[0], row[1]), Engagement(supporting=bool(row[2]), following=bool(row[3]))
+
     async def has_item(self, item_id: int) -> bool:
         """Whether the item exists (items are never deleted: one this update has already
         read answers without a query)."""
@@ -291,14 +318,17 @@ class ContentRepository(Repository):
     def _any_item(self) -> Select[Item, ActionField]:
         return select(Item, ActionField).join(ActionField, Item.action_field_id == ActionField.id)
 
-    def _search_filter(self, words: Sequence[str], languages: Sequence[str]) -> ColumnElement[bool]:
+    @staticmethod
+    def _search_filter(words: int) -> ColumnElement[bool]:
+        """Every word (bind parameters p_word0, p_word1, …: LIKE patterns) in the title or
+        the text, in one of the languages (p_languages)."""
         conditions = []
-        for word in words:
-            pattern = f"%{_escape_like(word)}%"
+        for n in range(words):
+            pattern: BindParameter[str] = bindparam(f"p_word{n}", type_=String())
             conditions.append(
                 exists().where(
                     ItemSearchText.item_id == Item.id,
-                    ItemSearchText.language.in_(languages),
+                    ItemSearchText.language.in_(bindparam("p_languages", expanding=True)),
                     or_(
                         ItemSearchText.title.like(pattern, escape="\\"),
                         ItemSearchText.body.like(pattern, escape="\\"),
@@ -307,41 +337,58 @@ class ContentRepository(Repository):
             )
         return and_(*conditions)
 
+    @staticmethod
+    def _search_params(words: Sequence[str], languages: Sequence[str]) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            f"p_word{n}": f"%{_escape_like(word)}%" for n, word in enumerate(words)
+        }
+        params["p_languages"] = list(languages)
+        return params
+
     async def count_search(self, words: Sequence[str], languages: Sequence[str]) -> int:
-        stmt = (
-            select(func.count())
-            .select_from(Item)
-            .where(Item.status != "merged", self._search_filter(words, languages))
+        """Prebuilt per number of words (domain.text.search_words keeps at most 8)."""
+        stmt = self._prebuilt(
+            f"content.count_search.{len(words)}",
+            lambda: (
+                select(func.count())
+                .select_from(Item)
+                .where(Item.status != "merged", self._search_filter(len(words)))
+            ),
         )
-        return (await self.session.execute(stmt)).scalar_one()
+        result = await self.session.execute(stmt, self._search_params(words, languages))
+        return int(result.scalar_one())
 
     async def search(
         self, words: Sequence[str], languages: Sequence[str], offset: int, limit: int
     ) -> list[ItemRow]:
         """Items whose title or description (in one of `languages`) contains every word;
         items with more words in the title first, then the most supported."""
-        title_hits: ColumnElement[int] = literal(0)
-        for word in words:
-            pattern = f"%{_escape_like(word)}%"
-            title_hits = title_hits + case(
-                (
-                    exists().where(
-                        ItemSearchText.item_id == Item.id,
-                        ItemSearchText.language.in_(languages),
-                        ItemSearchText.title.like(pattern, escape="\\"),
+
+        def build() -> Any:
+            title_hits: ColumnElement[int] = literal(0)
+            for n in range(len(words)):
+                title_hits = title_hits + case(
+                    (
+                        exists().where(
+                            ItemSearchText.item_id == Item.id,
+                            ItemSearchText.language.in_(bindparam("p_languages", expanding=True)),
+                            ItemSearchText.title.like(bindparam(f"p_word{n}"), escape="\\"),
+                        ),
+                        1,
                     ),
-                    1,
-                ),
-                else_=0,
+                    else_=0,
+                )
+            return (
+                self._listed()
+                .where(self._search_filter(len(words)))
+                .order_by(title_hits.desc(), Item.support_count.desc(), Item.key)
+                .offset(bindparam("p_offset"))
+                .limit(bindparam("p_limit"))
             )
-        stmt = (
-            self._listed()
-            .where(self._search_filter(words, languages))
-            .order_by(title_hits.desc(), Item.support_count.desc(), Item.key)
-            .offset(offset)
-            .limit(limit)
-        )
-        return [ItemRow(i, f) for i, f in (await self.session.execute(stmt))]
+
+        stmt = self._prebuilt(f"content.search.{len(words)}", build)
+        params = self._search_params(words, languages) | {"p_offset": offset, "p_limit": limit}
+        return [ItemRow(i, f) for i, f in (await self.session.execute(stmt, params))]
 
     async def count_sessions(self) -> int:
         return (await self.session.execute(select(func.count(EventSession.id)))).scalar_one()

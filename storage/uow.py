@@ -97,9 +97,13 @@ class UnitOfWork:
     async def write(self, *, one_statement: bool = False) -> AsyncIterator[None]:
         """A write transaction: committed when the block ends well, rolled back otherwise.
 
-        `one_statement`: the block runs at most one statement, which is all or nothing by
-        itself; on PostgreSQL it then runs without BEGIN and COMMIT around it (two round
-        trips saved). Everywhere else it is a write transaction like any other."""
+        `one_statement`: the block changes the database with at most one statement, which
+        is all or nothing by itself (reads without row locks may come before it); on
+        PostgreSQL it then runs without BEGIN and COMMIT around it, two round trips fewer.
+        At READ COMMITTED a transaction gives plain reads nothing more than autocommit
+        does (every statement sees what was committed when it started, in or out of a
+        transaction), so the block means the same. Elsewhere it is a write transaction
+        like any other."""
         if self._write_depth:
             # Nested: part of the enclosing write transaction.
             self._write_depth += 1
