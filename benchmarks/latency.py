@@ -49,7 +49,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.broadcast import FakeProcess, free_port
-from benchmarks.updates import STEPS, kind_of, postgres_url, prepare_database
+from benchmarks.updates import (
+    STEPS,
+    garbage_collector_as_shipped,
+    kind_of,
+    postgres_url,
+    prepare_database,
+)
 
 #: The database the PostgreSQL variant creates (and drops) on the server of --postgres.
 PG_DATABASE = "todo_bench_latency"
@@ -518,6 +524,7 @@ class Ours(Variant):
         self.app: Any = None
         self.database: Any = None
         self.items: list[int] = []
+        self.collector = contextlib.ExitStack()
 
     async def start(self, server: TracingServer) -> None:
         from bot.app import ALLOWED_UPDATES, build_application
@@ -535,6 +542,8 @@ class Ours(Variant):
         # As `todo-bot run` opens it (bot/cli.py): a pool as large as the concurrency.
         self.database = Database(self.url, pool_size=settings.update_concurrency)
         self.app = build_application(settings, self.database)
+        # As `todo-bot run` sets it; Python's defaults again in stop().
+        self.collector.enter_context(garbage_collector_as_shipped())
         await self.app.initialize()
         if self.app.post_init is not None:
             await self.app.post_init(self.app)
@@ -550,6 +559,7 @@ class Ours(Variant):
         if self.database is not None:
             await self.database.dispose()
             self.database = None
+        self.collector.close()
 
 
 @contextlib.asynccontextmanager

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +221,21 @@ class Done:
             await asyncio.wait_for(self.event.wait(), timeout)
 
 
+@contextlib.contextmanager
+def garbage_collector_as_shipped() -> Iterator[None]:
+    """The garbage collector as `todo-bot run` sets it (bot.app.tune_garbage_collector),
+    and Python's defaults again afterwards, for the variants measured after this one."""
+    from bot.app import tune_garbage_collector
+
+    thresholds = gc.get_threshold()
+    tune_garbage_collector()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
 async def prepare_database(url: str, pool_size: int = 10) -> tuple[Any, list[int]]:
     from zoneinfo import ZoneInfo
 
@@ -240,6 +257,21 @@ async def prepare_database(url: str, pool_size: int = 10) -> tuple[Any, list[int
     return database, sorted(items)
 
 
+async def measure(
+    server: Server, done: Done, residents: int, items: list[int]
+) -> tuple[int, float, dict[str, Any]]:
+    """Queue the stream, wait until the bot has handled all of it: (updates, CPU seconds of
+    this process meanwhile, the fake's counters and timestamps)."""
+    since = time.time()
+    before = done.count
+    cpu = time.process_time()
+    total = await server.call("benchLoad", first=FIRST_RESIDENT, residents=residents, items=items)
+    await done.wait(before + total)
+    cpu = time.process_time() - cpu
+    await asyncio.sleep(0.2)
+    return total, cpu, await server.call("benchStats", since=since)
+
+
 async def run_ours(
     label: str,
     db_url: str,
@@ -251,7 +283,7 @@ async def run_ours(
     """Our bot in polling mode. With `warm_up`, one resident's steps one at a time first,
     which gives the Bot API calls per kind of update. `concurrency`: UPDATE_CONCURRENCY
     (default: as shipped)."""
-    from bot.app import ALLOWED_UPDATES, build_application, tune_garbage_collector
+    from bot.app import ALLOWED_UPDATES, build_application
     from bot.settings import Settings
 
     server = Server()
@@ -266,49 +298,39 @@ async def run_ours(
     database, items = await prepare_database(db_url, pool_size=settings.update_concurrency)
     done = Done()
     app = build_application(settings, database, on_update_done=done.hit)
-    thresholds = gc.get_threshold()
-    tune_garbage_collector()  # as `todo-bot run` does (undone below for the other variants)
     per_kind: dict[str, list[str]] = {}
-    try:
-        await app.initialize()
-        if app.post_init is not None:
-            await app.post_init(app)
-        await app.start()
-        await app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=ALLOWED_UPDATES)
-        if warm_up:
-            index = (await server.call("benchCalls", index=0))["index"]
-            for step, (kind, _, _) in enumerate(STEPS):
-                await server.call(
-                    "benchLoad", first=WARMUP_RESIDENT, residents=1, items=items, steps=[step]
-                )
-                await done.wait(done.count + 1)
-                await asyncio.sleep(0.05)
-                answer = await server.call("benchCalls", index=index)
-                index = answer["index"]
-                per_kind[kind] = [m for m, ok, _ in answer["calls"] if ok]
-                failed = [(m, d) for m, ok, d in answer["calls"] if not ok]
-                if failed:
-                    print(f"warm-up {kind}: refused {failed}", file=sys.stderr)
-        since = time.time()
-        before = done.count
-        cpu = time.process_time()
-        total = await server.call(
-            "benchLoad", first=FIRST_RESIDENT, residents=residents, items=items
-        )
-        await done.wait(before + total)
-        cpu = time.process_time() - cpu
-        await asyncio.sleep(0.2)
-        stats = await server.call("benchStats", since=since)
-    finally:
-        await app.updater.stop()
-        await app.stop()
-        if app.post_stop is not None:
-            await app.post_stop(app)
-        await app.shutdown()
-        await database.dispose()
-        server.stop()
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
+    with garbage_collector_as_shipped():  # as `todo-bot run` does
+        try:
+            await app.initialize()
+            if app.post_init is not None:
+                await app.post_init(app)
+            await app.start()
+            await app.updater.start_polling(
+                poll_interval=0, timeout=1, allowed_updates=ALLOWED_UPDATES
+            )
+            if warm_up:
+                index = (await server.call("benchCalls", index=0))["index"]
+                for step, (kind, _, _) in enumerate(STEPS):
+                    await server.call(
+                        "benchLoad", first=WARMUP_RESIDENT, residents=1, items=items, steps=[step]
+                    )
+                    await done.wait(done.count + 1)
+                    await asyncio.sleep(0.05)
+                    answer = await server.call("benchCalls", index=index)
+                    index = answer["index"]
+                    per_kind[kind] = [m for m, ok, _ in answer["calls"] if ok]
+                    failed = [(m, d) for m, ok, d in answer["calls"] if not ok]
+                    if failed:
+                        print(f"warm-up {kind}: refused {failed}", file=sys.stderr)
+            total, cpu, stats = await measure(server, done, residents, items)
+        finally:
+            await app.updater.stop()
+            await app.stop()
+            if app.post_stop is not None:
+                await app.post_stop(app)
+            await app.shutdown()
+            await database.dispose()
+            server.stop()
     seconds = stats["last_call"] - stats["first_handout"]
     return Row(label, total, seconds, stats["errors"], cpu), per_kind
 
@@ -353,29 +375,17 @@ async def run_bare(
         builder = builder.concurrent_updates(concurrent)
     app = builder.build()
     app.add_handler(TypeHandler(Update, answer))
-    thresholds = gc.get_threshold()
-    if tuned_gc:
-        from bot.app import tune_garbage_collector
-
-        tune_garbage_collector()
-    try:
-        await app.initialize()
-        await app.start()
-        await app.updater.start_polling(poll_interval=0, timeout=1)
-        since = time.time()
-        cpu = time.process_time()
-        total = await server.call("benchLoad", first=FIRST_RESIDENT, residents=residents, items=[1])
-        await done.wait(total)
-        cpu = time.process_time() - cpu
-        await asyncio.sleep(0.2)
-        stats = await server.call("benchStats", since=since)
-    finally:
-        await app.updater.stop()
-        await app.stop()
-        await app.shutdown()
-        server.stop()
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
+    with garbage_collector_as_shipped() if tuned_gc else contextlib.nullcontext():
+        try:
+            await app.initialize()
+            await app.start()
+            await app.updater.start_polling(poll_interval=0, timeout=1)
+            total, cpu, stats = await measure(server, done, residents, [1])
+        finally:
+            await app.updater.stop()
+            await app.stop()
+            await app.shutdown()
+            server.stop()
     seconds = stats["last_call"] - stats["first_handout"]
     return Row(label, total, seconds, stats["errors"], cpu)
 

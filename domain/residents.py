@@ -10,6 +10,7 @@ from domain.staff import effective_role
 from domain.text import LANGUAGES, clean_user_text, language_for
 from domain.views import Author
 from storage.models import DISPLAY_NAME_MAX, Resident
+from storage.repositories import ResidentRecord
 from storage.uow import UnitOfWork
 
 
@@ -31,7 +32,7 @@ class ResidentInfo:
     @classmethod
     def of(
         cls,
-        resident: Resident,
+        resident: Resident | ResidentRecord,
         *,
         is_new: bool = False,
         awaiting: str | None = None,
@@ -71,9 +72,10 @@ async def enter(
     async with uow.write():
         created = False
         if found is None:
-            resident, created = await uow.residents.ensure(
+            row, created = await uow.residents.ensure(
                 telegram_id, language_for(language_code), seen_on=today
             )
+            resident = ResidentRecord.of(row)
         if not created:  # created seen today, with nothing to clear
             await uow.residents.touch(resident.id, today)
         if resident.inactivity_warned_at is not None:

@@ -18,6 +18,12 @@ from storage.sqlite_inline import inline_dbapi
 #: "database is locked" when it upgrades from reading to writing under concurrency.
 write_intent: ContextVar[bool] = ContextVar("write_intent", default=False)
 
+#: Set inside a unit of work (storage/uow.py): its reads outside write transactions run
+#: without BEGIN on SQLite. Each statement then reads its own snapshot, as on PostgreSQL
+#: at READ COMMITTED, and a BEGIN through SQLAlchemy cost as much as a query. Everything
+#: else (migrations, `engine.begin()`) keeps its transaction.
+autocommit_reads: ContextVar[bool] = ContextVar("autocommit_reads", default=False)
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -90,6 +96,9 @@ def _create_sqlite_engine(url: str, inline: bool) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write_intent.get() else "BEGIN")
+        if write_intent.get():
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif not autocommit_reads.get():
+            conn.exec_driver_sql("BEGIN")
 
     return engine

@@ -95,6 +95,27 @@ class Repository:
 # --------------------------------------------------------------------------- residents
 
 
+@dataclass(frozen=True, slots=True)
+class ResidentRecord:
+    """A resident's row as an update reads it (see ResidentRepository.with_state)."""
+
+    id: int
+    telegram_id: int
+    language: str
+    pseudonym: int
+    display_name: str | None
+    digest_enabled: bool
+    notify_mode: str
+    blocked_at: dt.datetime | None
+    banned_at: dt.datetime | None
+    inactivity_warned_at: dt.datetime | None
+    last_seen_on: dt.date | None
+
+    @classmethod
+    def of(cls, resident: Resident) -> ResidentRecord:
+        return cls(*(getattr(resident, name) for name in cls.__dataclass_fields__))
+
+
 class ResidentRepository(Repository):
     PSEUDONYM_RANGES = ((1000, 9999), (10000, 99999), (100000, 9_999_999))
 
@@ -107,24 +128,31 @@ class ResidentRepository(Repository):
     async def get(self, resident_id: int) -> Resident | None:
         return await self.session.get(Resident, resident_id)
 
-    async def with_state(self, telegram_id: int) -> tuple[Resident, str | None, str | None] | None:
-        """The resident, what the bot awaits from them and their stored role, in one query."""
+    async def with_state(
+        self, telegram_id: int
+    ) -> tuple[ResidentRecord, str | None, str | None] | None:
+        """The resident, what the bot awaits from them and their stored role, in one query
+        (every update makes it: plain columns, not an ORM object, cost half as much)."""
         from storage.models import Role
 
-        stmt = self._prebuilt(
-            "residents.with_state",
-            lambda: (
-                select(Resident, ConversationState.awaiting, Role.role)
-                .outerjoin(ConversationState, ConversationState.resident_id == Resident.id)
-                .outerjoin(Role, Role.telegram_id == Resident.telegram_id)
-                .where(Resident.telegram_id == bindparam("telegram_id"))
-            ),
-        )
+        def build() -> Any:
+            table = Resident.__table__
+            columns = [table.c[name] for name in ResidentRecord.__dataclass_fields__]
+            return (
+                select(*columns, ConversationState.awaiting, Role.role)
+                .outerjoin(ConversationState, ConversationState.resident_id == table.c.id)
+                .outerjoin(Role, Role.telegram_id == table.c.telegram_id)
+                .where(table.c.telegram_id == bindparam("telegram_id"))
+            )
+
+        stmt = self._prebuilt("residents.with_state", build)
         row = (await self.session.execute(stmt, {"telegram_id": telegram_id})).first()
         if row is None:
             return None
-        self._known("banned")[row[0].id] = row[0].banned_at is not None
-        return (row[0], row[1], row[2])
+        *values, awaiting, role = row
+        resident = ResidentRecord(*values)
+        self._known("banned")[resident.id] = resident.banned_at is not None
+        return resident, awaiting, role
 
     async def ensure(
         self, telegram_id: int, language: str, seen_on: dt.date | None = None

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.content_writer import ContentWriter
-from storage.database import create_engine, write_intent
+from storage.database import autocommit_reads, create_engine, write_intent
 from storage.export import ExportRepository
 from storage.goal_writer import GoalWriter
 from storage.goals import GoalRepository
@@ -52,7 +52,9 @@ def _lock_params(lock: tuple[int, int]) -> dict[str, int]:
 
 
 class UnitOfWork:
-    """Bundles the repositories over one session. Reads happen in an implicit transaction;
+    """Bundles the repositories over one session. Reads outside a write run in autocommit
+    (each statement sees what was committed when it started: PostgreSQL's READ COMMITTED,
+    which is what reads in a transaction saw too, and the same on SQLite; see Database.uow);
     every change goes through `async with uow.write():`, which commits on success and rolls
     back on error, so a write is all or nothing."""
 
@@ -215,10 +217,12 @@ class Database:
         If it cannot be released, the connection is discarded, which releases it."""
         if self.dialect != "postgresql":
             uow = UnitOfWork(self._sessions(), self._write_gate)
+            token = autocommit_reads.set(True)
             try:
                 yield uow
                 await uow.end_reads()
             finally:
+                autocommit_reads.reset(token)
                 await uow.close()
             return
         async with self.engine.connect() as connection:
