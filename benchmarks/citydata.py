@@ -31,7 +31,7 @@ from bot.settings import normalise_database_url
 from domain import importer
 from storage.database import create_engine
 from storage.migrate import upgrade
-from storage.models import Comment, Item, Support
+from storage.models import Comment, Follow, Item, Support
 from storage.uow import Database
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -321,14 +321,25 @@ async def fill(database: Database, scale: Scale) -> Filled:
         await _write_sqlite(database, tables)
     supports = Counter(item for _, item, _ in rows.supports)
     approved = Counter(c[1] for c in rows.comments if c[4] == "approved")
+    follows = Counter(item for _, item, _ in rows.follows)
     async with database.engine.begin() as connection:
         await connection.execute(
             update(Item)
             .where(Item.id == bindparam("item"))
-            .values(support_count=bindparam("supports"), comment_count=bindparam("comments"))
+            .values(
+                support_count=bindparam("supports"),
+                comment_count=bindparam("comments"),
+                follow_count=bindparam("follows"),
+            )
             .execution_options(synchronize_session=False),
-            [{"item": i, "supports": supports[i], "comments": approved[i]} for i in item_ids],
+            [
+                {"item": i, "supports": supports[i], "comments": approved[i], "follows": follows[i]}
+                for i in item_ids
+            ],
         )
+    async with database.uow() as uow, uow.write():
+        # The supports per hour: one INSERT ... SELECT over the loaded rows.
+        await uow.support_counts.rebuild()
     if database.dialect == "postgresql":
         # What autovacuum does on a live server: statistics and the visibility map.
         async with database.engine.connect() as connection:
@@ -349,7 +360,8 @@ async def row_counts(database: Database) -> dict[str, int]:
 
 
 async def counter_mismatches(database: Database) -> list[str]:
-    """Items whose support_count or comment_count differs from their rows (empty: all
+    """Items whose support_count, comment_count or follow_count differs from their rows,
+    and hours whose support_counts row differs from the supports given in it (empty: all
     consistent)."""
     supports = (
         select(func.count()).where(Support.item_id == Item.id).correlate(Item).scalar_subquery()
@@ -360,11 +372,30 @@ async def counter_mismatches(database: Database) -> list[str]:
         .correlate(Item)
         .scalar_subquery()
     )
-    stmt = select(Item.key, Item.support_count, supports, Item.comment_count, approved).where(
-        (Item.support_count != supports) | (Item.comment_count != approved)
+    follows = (
+        select(func.count()).where(Follow.item_id == Item.id).correlate(Item).scalar_subquery()
+    )
+    stmt = select(
+        Item.key,
+        Item.support_count,
+        supports,
+        Item.comment_count,
+        approved,
+        Item.follow_count,
+        follows,
+    ).where(
+        (Item.support_count != supports)
+        | (Item.comment_count != approved)
+        | (Item.follow_count != follows)
     )
     async with database.engine.connect() as connection:
-        return [
-            f"{key}: supports {s} counted {s_rows}, comments {c} counted {c_rows}"
-            for key, s, s_rows, c, c_rows in await connection.execute(stmt)
+        found = [
+            f"{key}: supports {s} counted {s_rows}, comments {c} counted {c_rows},"
+            f" follows {f} counted {f_rows}"
+            for key, s, s_rows, c, c_rows, f, f_rows in await connection.execute(stmt)
         ]
+    async with database.uow() as uow:
+        hours = await uow.support_counts.mismatches()
+    return found + [
+        f"supports in the hour {hour.isoformat()}: {n} counted {rows}" for hour, n, rows in hours
+    ]

@@ -31,7 +31,7 @@ from storage.models import (
     Support,
     utcnow,
 )
-from storage.repositories import Repository
+from storage.repositories import Repository, SupportCountRepository
 
 #: The placeholder that keeps comments of deleted accounts: no Telegram user has id 0, and
 #: real pseudonyms start at 1000.
@@ -209,15 +209,27 @@ class PrivacyRepository(Repository):
         telegram_id = resident.telegram_id
         names = [n for n in (resident.display_name,) if n]
 
-        # Supports: the item counters go down.
+        # Supports and follows: the item counters and the hour buckets go down.
         supported = (
-            (await s.execute(select(Support.item_id).where(Support.resident_id == resident_id)))
+            await s.execute(
+                select(Support.item_id, Support.created_at).where(
+                    Support.resident_id == resident_id
+                )
+            )
+        ).all()
+        for item_id, _ in supported:
+            await s.execute(
+                update(Item).where(Item.id == item_id).values(support_count=Item.support_count - 1)
+            )
+        await SupportCountRepository(s).add_moments([given for _, given in supported], -1)
+        followed = (
+            (await s.execute(select(Follow.item_id).where(Follow.resident_id == resident_id)))
             .scalars()
             .all()
         )
-        for item_id in supported:
+        for item_id in followed:
             await s.execute(
-                update(Item).where(Item.id == item_id).values(support_count=Item.support_count - 1)
+                update(Item).where(Item.id == item_id).values(follow_count=Item.follow_count - 1)
             )
         await s.execute(delete(Support).where(Support.resident_id == resident_id))
         await s.execute(delete(Follow).where(Follow.resident_id == resident_id))

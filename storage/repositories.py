@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
     and_,
     bindparam,
     case,
@@ -21,13 +23,14 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    type_coerce,
     union,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from storage.models import (
     ActionField,
@@ -42,6 +45,8 @@ from storage.models import (
     Resident,
     SessionItem,
     Support,
+    SupportCount,
+    UTCDateTime,
     utcnow,
 )
 
@@ -423,6 +428,107 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+# --------------------------------------------------------------------------- support counts
+
+
+def hour_bucket(moment: dt.datetime) -> dt.datetime:
+    """The UTC hour `moment` falls into (its `support_counts` row)."""
+    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hour_bucket_sql(column: Any, dialect: str) -> ColumnElement[dt.datetime]:
+    """`hour_bucket` in SQL, stored exactly as a bound `hour_bucket` value would be.
+    PostgreSQL truncates in UTC (not the session's zone); SQLite keeps UTCDateTime as text
+    'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC), so the hour is its first 13 characters."""
+    if dialect == "postgresql":
+        utc = func.timezone("UTC", column)
+        expr: Any = func.timezone("UTC", func.date_trunc("hour", utc))
+    else:
+        expr = func.substr(column, 1, 13).op("||")(literal(":00:00.000000"))
+    return type_coerce(expr, UTCDateTime())
+
+
+class SupportCountRepository(Repository):
+    """Keeps `support_counts` equal to the `supports` rows per UTC hour. Every write of
+    support rows calls it in the same transaction (see SupportCount)."""
+
+    async def add(self, deltas: Mapping[dt.datetime, int]) -> None:
+        """Add `deltas[hour]` supports to each hour bucket (negative: removed)."""
+        ups = [{"p_bucket": b, "p_delta": n} for b, n in deltas.items() if n > 0]
+        downs = [{"p_bucket": b, "p_delta": -n} for b, n in deltas.items() if n < 0]
+        if ups:
+            await self.session.execute(self._prebuilt("support_counts.up", self._up), ups)
+        if downs:
+            # An UPDATE, not the upsert: the database checks n >= 0 on the row an INSERT
+            # proposes before it looks for the conflict.
+            await self.session.execute(self._prebuilt("support_counts.down", self._down), downs)
+
+    async def add_moments(self, moments: Sequence[dt.datetime], sign: int) -> None:
+        """Count supports given at `moments` in (sign +1) or out (sign -1)."""
+        buckets = Counter(hour_bucket(m) for m in moments)
+        await self.add({b: sign * n for b, n in buckets.items()})
+
+    async def add_rows(self, where: ColumnElement[bool], sign: int) -> None:
+        """Count the support rows matching `where` in (+1) or out (-1), grouped in SQL
+        (a merge can move thousands)."""
+        bucket = hour_bucket_sql(Support.created_at, self.dialect)
+        rows = await self.session.execute(
+            select(bucket, func.count()).where(where).group_by(bucket)
+        )
+        await self.add({b: sign * int(n) for b, n in rows})
+
+    async def rebuild(self) -> None:
+        """Recount every bucket from the rows (after a bulk load, or to repair)."""
+        bucket = hour_bucket_sql(Support.created_at, self.dialect)
+        await self.session.execute(delete(SupportCount))
+        await self.session.execute(
+            self._insert(SupportCount).from_select(
+                ["bucket_start", "n"],
+                select(bucket, func.count()).select_from(Support).group_by(bucket),
+            )
+        )
+
+    async def mismatches(self) -> list[tuple[dt.datetime, int, int]]:
+        """(hour, n in support_counts, rows counted) wherever they differ."""
+        bucket = hour_bucket_sql(Support.created_at, self.dialect)
+        counted = {
+            b: int(n)
+            for b, n in await self.session.execute(
+                select(bucket, func.count()).select_from(Support).group_by(bucket)
+            )
+        }
+        kept = {
+            b: n
+            for b, n in await self.session.execute(
+                select(SupportCount.bucket_start, SupportCount.n)
+            )
+        }
+        return [
+            (b, kept.get(b, 0), counted.get(b, 0))
+            for b in sorted(counted.keys() | kept.keys())
+            if kept.get(b, 0) != counted.get(b, 0)
+        ]
+
+    def _up(self) -> Any:
+        table = SupportCount.__table__
+        stmt = self._insert(table).values(
+            bucket_start=bindparam("p_bucket", type_=UTCDateTime()), n=bindparam("p_delta")
+        )
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c.bucket_start], set_={"n": table.c.n + stmt.excluded.n}
+        )
+
+    def _down(self) -> Any:
+        # Core, not the ORM: given a list of parameters, an ORM update(SupportCount) would
+        # be a bulk update by primary key.
+        table = cast(Table, SupportCount.__table__)
+        return (
+            update(table)
+            .where(table.c.bucket_start == bindparam("p_bucket", type_=UTCDateTime()))
+            .values(n=table.c.n - bindparam("p_delta"))
+        )
+
+
 # --------------------------------------------------------------------------- engagement
 
 
@@ -457,27 +563,34 @@ class EngagementRepository(Repository):
     async def add_support(self, resident_id: int, item_id: int) -> bool:
         """Insert the support; returns whether it was new (the counter moves only then)."""
         stmt = self._prebuilt("engagement.add_support", lambda: self._add(Support))
-        params = {"p_resident": resident_id, "p_item": item_id, "p_now": utcnow()}
+        now = utcnow()
+        params = {"p_resident": resident_id, "p_item": item_id, "p_now": now}
         inserted = (await self.session.execute(stmt, params)).scalar_one_or_none() is not None
         if inserted:
             await self._bump(item_id, Item.support_count, +1)
+            await SupportCountRepository(self.session).add({hour_bucket(now): 1})
         return inserted
 
     async def remove_support(self, resident_id: int, item_id: int) -> bool:
         stmt = (
             delete(Support)
             .where(Support.resident_id == resident_id, Support.item_id == item_id)
-            .returning(Support.item_id)
+            .returning(Support.created_at)
         )
-        removed = (await self.session.execute(stmt)).scalar_one_or_none() is not None
-        if removed:
-            await self._bump(item_id, Item.support_count, -1)
-        return removed
+        given = (await self.session.execute(stmt)).scalar_one_or_none()
+        if given is None:
+            return False
+        await self._bump(item_id, Item.support_count, -1)
+        await SupportCountRepository(self.session).add({hour_bucket(given): -1})
+        return True
 
     async def follow(self, resident_id: int, item_id: int) -> bool:
         stmt = self._prebuilt("engagement.follow", lambda: self._add(Follow))
         params = {"p_resident": resident_id, "p_item": item_id, "p_now": utcnow()}
-        return (await self.session.execute(stmt, params)).scalar_one_or_none() is not None
+        inserted = (await self.session.execute(stmt, params)).scalar_one_or_none() is not None
+        if inserted:
+            await self._bump(item_id, Item.follow_count, +1)
+        return inserted
 
     def _add(self, model: type[Support] | type[Follow]) -> Any:
         """INSERT of a (resident, item) row that does nothing if it is there already and
@@ -500,7 +613,10 @@ class EngagementRepository(Repository):
             .where(Follow.resident_id == resident_id, Follow.item_id == item_id)
             .returning(Follow.item_id)
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
+        removed = (await self.session.execute(stmt)).scalar_one_or_none() is not None
+        if removed:
+            await self._bump(item_id, Item.follow_count, -1)
+        return removed
 
     async def _bump(self, item_id: int, column: Any, delta: int) -> None:
         stmt = self._prebuilt(
@@ -543,7 +659,20 @@ class EngagementRepository(Repository):
 
     async def move(self, source_id: int, target_id: int) -> None:
         """Merge: supports and follows of `source` go to `target`; someone who supported
-        (or followed) both counts once. Counters are recounted from the rows."""
+        (or followed) both counts once. Counters are recounted from the rows; the hour
+        buckets lose the source's supports of those who supported both (the target's row
+        stays, the source's goes)."""
+        also_target = aliased(Support)
+        await SupportCountRepository(self.session).add_rows(
+            and_(
+                Support.item_id == source_id,
+                exists().where(
+                    also_target.item_id == target_id,
+                    also_target.resident_id == Support.resident_id,
+                ),
+            ),
+            -1,
+        )
         for model in (Support, Follow):
             rows = select(model.resident_id, literal(target_id), model.created_at).where(
                 model.item_id == source_id
@@ -557,10 +686,13 @@ class EngagementRepository(Repository):
         counted = (
             select(func.count()).where(Support.item_id == Item.id).correlate(Item).scalar_subquery()
         )
+        following = (
+            select(func.count()).where(Follow.item_id == Item.id).correlate(Item).scalar_subquery()
+        )
         await self.session.execute(
             update(Item)
             .where(Item.id.in_((source_id, target_id)))
-            .values(support_count=counted)
+            .values(support_count=counted, follow_count=following)
             .execution_options(synchronize_session=False)
         )
 

@@ -29,6 +29,7 @@ from storage.repositories import (
     ConversationRepository,
     EngagementRepository,
     ResidentRepository,
+    SupportCountRepository,
 )
 from storage.staff import AuditRepository, RoleRepository
 from storage.stats import StatsRepository
@@ -54,6 +55,7 @@ class UnitOfWork:
         self.residents = ResidentRepository(session)
         self.content = ContentRepository(session)
         self.engagement = EngagementRepository(session)
+        self.support_counts = SupportCountRepository(session)
         self.comments = CommentRepository(session)
         self.conversations = ConversationRepository(session)
         self.content_writer = ContentWriter(session)
