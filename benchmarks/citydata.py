@@ -338,8 +338,9 @@ async def fill(database: Database, scale: Scale) -> Filled:
             ],
         )
     async with database.uow() as uow, uow.write():
-        # The supports per hour: one INSERT ... SELECT over the loaded rows.
-        await uow.support_counts.rebuild()
+        # Supports, approved comments and residents per hour: an INSERT ... SELECT each.
+        for counts in (uow.support_counts, uow.approved_comment_counts, uow.resident_counts):
+            await counts.rebuild()
     if database.dialect == "postgresql":
         # What autovacuum does on a live server: statistics and the visibility map.
         async with database.engine.connect() as connection:
@@ -361,8 +362,8 @@ async def row_counts(database: Database) -> dict[str, int]:
 
 async def counter_mismatches(database: Database) -> list[str]:
     """Items whose support_count, comment_count or follow_count differs from their rows,
-    and hours whose support_counts row differs from the supports given in it (empty: all
-    consistent)."""
+    and hours whose support, approved comment or resident count differs from the rows
+    created in it (empty: all consistent)."""
     supports = (
         select(func.count()).where(Support.item_id == Item.id).correlate(Item).scalar_subquery()
     )
@@ -395,7 +396,9 @@ async def counter_mismatches(database: Database) -> list[str]:
             for key, s, s_rows, c, c_rows, f, f_rows in await connection.execute(stmt)
         ]
     async with database.uow() as uow:
-        hours = await uow.support_counts.mismatches()
-    return found + [
-        f"supports in the hour {hour.isoformat()}: {n} counted {rows}" for hour, n, rows in hours
-    ]
+        for counts in (uow.support_counts, uow.approved_comment_counts, uow.resident_counts):
+            found += [
+                f"{counts.kind.name} in the hour {hour.isoformat()}: {n} counted {rows}"
+                for hour, n, rows in await counts.mismatches()
+            ]
+    return found

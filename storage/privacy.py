@@ -31,11 +31,17 @@ from storage.models import (
     Support,
     utcnow,
 )
-from storage.repositories import Repository, SupportCountRepository
+from storage.repositories import (
+    ANONYMOUS_TELEGRAM_ID,
+    APPROVED_COMMENTS,
+    RESIDENTS,
+    SUPPORTS,
+    HourlyCountRepository,
+    Repository,
+)
 
 #: The placeholder that keeps comments of deleted accounts: no Telegram user has id 0, and
 #: real pseudonyms start at 1000.
-ANONYMOUS_TELEGRAM_ID = 0
 ANONYMOUS_PSEUDONYM = 1
 ANONYMOUS_NAME = "✖ gelöscht / deleted"
 #: What an audit entry says instead of the deleted resident.
@@ -221,7 +227,7 @@ class PrivacyRepository(Repository):
             await s.execute(
                 update(Item).where(Item.id == item_id).values(support_count=Item.support_count - 1)
             )
-        await SupportCountRepository(s).add_moments([given for _, given in supported], -1)
+        await HourlyCountRepository(s, SUPPORTS).add_moments([g for _, g in supported], -1)
         followed = (
             (await s.execute(select(Follow.item_id).where(Follow.resident_id == resident_id)))
             .scalars()
@@ -274,6 +280,9 @@ class PrivacyRepository(Repository):
                     .where(Item.id == item_id)
                     .values(comment_count=Item.comment_count - count)
                 )
+            await HourlyCountRepository(s, APPROVED_COMMENTS).add_rows(
+                Comment.resident_id == resident_id, -1
+            )
             await s.execute(
                 delete(ModerationMessage).where(ModerationMessage.comment_id.in_(comment_ids))
             )
@@ -318,6 +327,7 @@ class PrivacyRepository(Repository):
         await s.execute(delete(ModerationMessage).where(ModerationMessage.chat_id == telegram_id))
         await self._anonymise_audit(telegram_id, names)
 
+        await HourlyCountRepository(s, RESIDENTS).add_one(resident.created_at, -1)
         await s.execute(delete(Resident).where(Resident.id == resident_id))
         return True
 

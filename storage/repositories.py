@@ -34,6 +34,7 @@ from sqlalchemy.orm import aliased, selectinload
 
 from storage.models import (
     ActionField,
+    ApprovedCommentCount,
     Comment,
     ConversationState,
     EventSession,
@@ -43,6 +44,7 @@ from storage.models import (
     ItemUpdate,
     ModerationMessage,
     Resident,
+    ResidentCount,
     SessionItem,
     Support,
     SupportCount,
@@ -128,13 +130,14 @@ class ResidentRepository(Repository):
         for low, high in self.PSEUDONYM_RANGES:
             for _ in range(4):
                 pseudonym = _PSEUDONYMS.randint(low, high)
+                now = utcnow()
                 stmt = (
                     self._insert(Resident)
                     .values(
                         telegram_id=telegram_id,
                         language=language,
                         pseudonym=pseudonym,
-                        created_at=utcnow(),
+                        created_at=now,
                     )
                     .on_conflict_do_nothing(index_elements=[Resident.telegram_id])
                     .returning(Resident.id)
@@ -144,6 +147,8 @@ class ResidentRepository(Repository):
                         new_id = (await self.session.execute(stmt)).scalar_one_or_none()
                 except IntegrityError:
                     continue  # pseudonym taken: draw again
+                if new_id is not None and telegram_id != ANONYMOUS_TELEGRAM_ID:
+                    await HourlyCountRepository(self.session, RESIDENTS).add_one(now)
                 resident = await self.by_telegram_id(telegram_id)
                 assert resident is not None
                 return resident, new_id is not None
@@ -428,11 +433,14 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-# --------------------------------------------------------------------------- support counts
+# --------------------------------------------------------------------------- hourly counts
+
+#: The placeholder resident keeping the comments of deleted accounts (storage.privacy).
+ANONYMOUS_TELEGRAM_ID = 0
 
 
 def hour_bucket(moment: dt.datetime) -> dt.datetime:
-    """The UTC hour `moment` falls into (its `support_counts` row)."""
+    """The UTC hour `moment` falls into (its row in an HourlyCount table)."""
     return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 
@@ -448,69 +456,99 @@ def hour_bucket_sql(column: Any, dialect: str) -> ColumnElement[dt.datetime]:
     return type_coerce(expr, UTCDateTime())
 
 
-class SupportCountRepository(Repository):
-    """Keeps `support_counts` equal to the `supports` rows per UTC hour. Every write of
-    support rows calls it in the same transaction (see SupportCount)."""
+@dataclass(frozen=True)
+class Hourly:
+    """What an HourlyCount table counts: rows of a table with `moment` (their created_at)
+    matching `where`."""
+
+    name: str
+    counts: type[SupportCount] | type[ApprovedCommentCount] | type[ResidentCount]
+    moment: Any
+    where: tuple[ColumnElement[bool], ...] = ()
+
+
+SUPPORTS = Hourly("supports", SupportCount, Support.created_at)
+APPROVED_COMMENTS = Hourly(
+    "approved_comments", ApprovedCommentCount, Comment.created_at, (Comment.status == "approved",)
+)
+RESIDENTS = Hourly(
+    "residents",
+    ResidentCount,
+    Resident.created_at,
+    (Resident.telegram_id != ANONYMOUS_TELEGRAM_ID,),
+)
+HOURLY = (SUPPORTS, APPROVED_COMMENTS, RESIDENTS)
+
+
+class HourlyCountRepository(Repository):
+    """Keeps an HourlyCount table equal to the rows it counts per UTC hour. Every write of
+    those rows calls it in the same transaction (see models.HourlyCount)."""
+
+    def __init__(self, session: AsyncSession, kind: Hourly) -> None:
+        super().__init__(session)
+        self.kind = kind
+        self._table = cast(Table, kind.counts.__table__)
 
     async def add(self, deltas: Mapping[dt.datetime, int]) -> None:
-        """Add `deltas[hour]` supports to each hour bucket (negative: removed)."""
+        """Add `deltas[hour]` rows to each hour bucket (negative: rows gone)."""
         ups = [{"p_bucket": b, "p_delta": n} for b, n in deltas.items() if n > 0]
         downs = [{"p_bucket": b, "p_delta": -n} for b, n in deltas.items() if n < 0]
         if ups:
-            await self.session.execute(self._prebuilt("support_counts.up", self._up), ups)
+            await self.session.execute(self._prebuilt(f"{self._table.name}.up", self._up), ups)
         if downs:
             # An UPDATE, not the upsert: the database checks n >= 0 on the row an INSERT
             # proposes before it looks for the conflict.
-            await self.session.execute(self._prebuilt("support_counts.down", self._down), downs)
+            stmt = self._prebuilt(f"{self._table.name}.down", self._down)
+            await self.session.execute(stmt, downs)
+
+    async def add_one(self, moment: dt.datetime, sign: int = 1) -> None:
+        """One row created at `moment` counted in (+1) or out (-1)."""
+        await self.add({hour_bucket(moment): sign})
 
     async def add_moments(self, moments: Sequence[dt.datetime], sign: int) -> None:
-        """Count supports given at `moments` in (sign +1) or out (sign -1)."""
+        """Rows created at `moments` counted in (sign +1) or out (sign -1)."""
         buckets = Counter(hour_bucket(m) for m in moments)
         await self.add({b: sign * n for b, n in buckets.items()})
 
     async def add_rows(self, where: ColumnElement[bool], sign: int) -> None:
-        """Count the support rows matching `where` in (+1) or out (-1), grouped in SQL
-        (a merge can move thousands)."""
-        bucket = hour_bucket_sql(Support.created_at, self.dialect)
+        """The counted rows also matching `where`, counted in (+1) or out (-1), grouped
+        in SQL (a merge can move thousands)."""
+        bucket = self._bucket()
         rows = await self.session.execute(
-            select(bucket, func.count()).where(where).group_by(bucket)
+            select(bucket, func.count()).where(where, *self.kind.where).group_by(bucket)
         )
         await self.add({b: sign * int(n) for b, n in rows})
 
     async def rebuild(self) -> None:
         """Recount every bucket from the rows (after a bulk load, or to repair)."""
-        bucket = hour_bucket_sql(Support.created_at, self.dialect)
-        await self.session.execute(delete(SupportCount))
+        await self.session.execute(delete(self._table))
         await self.session.execute(
-            self._insert(SupportCount).from_select(
-                ["bucket_start", "n"],
-                select(bucket, func.count()).select_from(Support).group_by(bucket),
-            )
+            self._insert(self._table).from_select(["bucket_start", "n"], self._counted())
         )
 
     async def mismatches(self) -> list[tuple[dt.datetime, int, int]]:
-        """(hour, n in support_counts, rows counted) wherever they differ."""
-        bucket = hour_bucket_sql(Support.created_at, self.dialect)
-        counted = {
-            b: int(n)
-            for b, n in await self.session.execute(
-                select(bucket, func.count()).select_from(Support).group_by(bucket)
-            )
-        }
-        kept = {
-            b: n
-            for b, n in await self.session.execute(
-                select(SupportCount.bucket_start, SupportCount.n)
-            )
-        }
+        """(hour, n kept, rows counted) wherever they differ."""
+        counted = {b: int(n) for b, n in await self.session.execute(self._counted())}
+        c = self._table.c
+        kept = {b: n for b, n in await self.session.execute(select(c.bucket_start, c.n))}
         return [
             (b, kept.get(b, 0), counted.get(b, 0))
             for b in sorted(counted.keys() | kept.keys())
             if kept.get(b, 0) != counted.get(b, 0)
         ]
 
+    def _bucket(self) -> ColumnElement[dt.datetime]:
+        return hour_bucket_sql(self.kind.moment, self.dialect)
+
+    def _counted(self) -> Select[dt.datetime, int]:
+        bucket = self._bucket()
+        table = self.kind.moment.class_
+        return (
+            select(bucket, func.count()).select_from(table).where(*self.kind.where).group_by(bucket)
+        )
+
     def _up(self) -> Any:
-        table = SupportCount.__table__
+        table = self._table
         stmt = self._insert(table).values(
             bucket_start=bindparam("p_bucket", type_=UTCDateTime()), n=bindparam("p_delta")
         )
@@ -519,9 +557,9 @@ class SupportCountRepository(Repository):
         )
 
     def _down(self) -> Any:
-        # Core, not the ORM: given a list of parameters, an ORM update(SupportCount) would
-        # be a bulk update by primary key.
-        table = cast(Table, SupportCount.__table__)
+        # Core, not the ORM: given a list of parameters, an ORM update() would be a bulk
+        # update by primary key.
+        table = self._table
         return (
             update(table)
             .where(table.c.bucket_start == bindparam("p_bucket", type_=UTCDateTime()))
@@ -568,7 +606,7 @@ class EngagementRepository(Repository):
         inserted = (await self.session.execute(stmt, params)).scalar_one_or_none() is not None
         if inserted:
             await self._bump(item_id, Item.support_count, +1)
-            await SupportCountRepository(self.session).add({hour_bucket(now): 1})
+            await HourlyCountRepository(self.session, SUPPORTS).add_one(now)
         return inserted
 
     async def remove_support(self, resident_id: int, item_id: int) -> bool:
@@ -581,7 +619,7 @@ class EngagementRepository(Repository):
         if given is None:
             return False
         await self._bump(item_id, Item.support_count, -1)
-        await SupportCountRepository(self.session).add({hour_bucket(given): -1})
+        await HourlyCountRepository(self.session, SUPPORTS).add_one(given, -1)
         return True
 
     async def follow(self, resident_id: int, item_id: int) -> bool:
@@ -663,7 +701,7 @@ class EngagementRepository(Repository):
         buckets lose the source's supports of those who supported both (the target's row
         stays, the source's goes)."""
         also_target = aliased(Support)
-        await SupportCountRepository(self.session).add_rows(
+        await HourlyCountRepository(self.session, SUPPORTS).add_rows(
             and_(
                 Support.item_id == source_id,
                 exists().where(
@@ -774,15 +812,17 @@ class CommentRepository(ReviewMessages):
                 decided_by_telegram_id=moderator_id,
                 decided_by_name=moderator_name[:64],
             )
-            .returning(Comment.item_id)
+            .returning(Comment.item_id, Comment.created_at)
         )
-        item_id = result.scalar_one_or_none()
-        if item_id is None:
+        row = result.one_or_none()
+        if row is None:
             return False
+        item_id, written = row
         if approve:
             await self.session.execute(
                 update(Item).where(Item.id == item_id).values(comment_count=Item.comment_count + 1)
             )
+            await HourlyCountRepository(self.session, APPROVED_COMMENTS).add_one(written)
         return True
 
     async def count_approved(self, item_id: int) -> int:

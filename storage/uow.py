@@ -24,12 +24,15 @@ from storage.outbox import (
 )
 from storage.privacy import PrivacyRepository
 from storage.repositories import (
+    APPROVED_COMMENTS,
+    RESIDENTS,
+    SUPPORTS,
     CommentRepository,
     ContentRepository,
     ConversationRepository,
     EngagementRepository,
+    HourlyCountRepository,
     ResidentRepository,
-    SupportCountRepository,
 )
 from storage.staff import AuditRepository, RoleRepository
 from storage.stats import StatsRepository
@@ -55,7 +58,10 @@ class UnitOfWork:
         self.residents = ResidentRepository(session)
         self.content = ContentRepository(session)
         self.engagement = EngagementRepository(session)
-        self.support_counts = SupportCountRepository(session)
+        #: The hourly counts /stats sums (kept by the repositories writing the rows).
+        self.support_counts = HourlyCountRepository(session, SUPPORTS)
+        self.approved_comment_counts = HourlyCountRepository(session, APPROVED_COMMENTS)
+        self.resident_counts = HourlyCountRepository(session, RESIDENTS)
         self.comments = CommentRepository(session)
         self.conversations = ConversationRepository(session)
         self.content_writer = ContentWriter(session)

@@ -1,7 +1,8 @@
-"""The aggregates /stats sums instead of counting rows: supports per UTC hour
-(`support_counts`) and follows per item (`items.follow_count`). After every path that writes
-support or follow rows they equal a fresh count of the rows; /stats' weeks equal the rows
-counted per local week (across a DST change too); and /stats really reads them."""
+"""The aggregates /stats sums instead of counting rows: supports, approved comments and
+residents per UTC hour (models.HourlyCount) and follows per item (`items.follow_count`).
+After every path that writes those rows they equal a fresh count of the rows; /stats' weeks
+equal the rows counted per local week (across a DST change too); and /stats really reads
+them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from alembic import command
 from sqlalchemy import func, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from domain import comments as comment_service
 from domain import items as item_service
 from domain import pipeline
 from domain import privacy as privacy_service
@@ -24,7 +26,7 @@ from domain import stats as stats_service
 from domain.staff import Actor
 from storage import repositories
 from storage.migrate import alembic_config, current_revision, head_revision, upgrade
-from storage.models import Follow, Item, Support, SupportCount
+from storage.models import ApprovedCommentCount, Follow, Item, ResidentCount, Support, SupportCount
 from storage.uow import Database
 from tests.conftest import TZ
 
@@ -68,10 +70,10 @@ async def support(database: Database, resident_id: int, item_id: int, on: bool =
         assert await item_service.set_support(uow, resident_id, item_id, on) is not None
 
 
-async def hours(database: Database) -> dict[dt.datetime, int]:
-    """support_counts without the emptied hours."""
+async def hours(database: Database, model: Any = SupportCount) -> dict[dt.datetime, int]:
+    """An hourly count table without the emptied hours."""
     async with database.uow() as uow:
-        rows = await uow.session.execute(select(SupportCount.bucket_start, SupportCount.n))
+        rows = await uow.session.execute(select(model.bucket_start, model.n))
         return {hour: n for hour, n in rows if n}
 
 
@@ -87,6 +89,8 @@ async def assert_consistent(database: Database) -> None:
     assert await hours(database) == await counted_hours(database)
     async with database.uow() as uow:
         assert await uow.support_counts.mismatches() == []
+        assert await uow.approved_comment_counts.mismatches() == []
+        assert await uow.resident_counts.mismatches() == []
         supports = (
             select(func.count()).where(Support.item_id == Item.id).correlate(Item).scalar_subquery()
         )
@@ -98,6 +102,27 @@ async def assert_consistent(database: Database) -> None:
         )
         for key, support_count, support_rows, follow_count, follow_rows in rows:
             assert (key, support_count, follow_count) == (key, support_rows, follow_rows)
+
+
+async def comment(database: Database, author: int, item_id: int, words: str) -> int:
+    async with database.uow() as uow:
+        assert await comment_service.start_comment(uow, author, item_id, "item")
+        outcome = await comment_service.submit_comment(uow, author, words)
+        assert outcome.comment_id is not None
+        return outcome.comment_id
+
+
+async def decide(
+    database: Database, comment_id: int, approve: bool, reported: bool = False
+) -> None:
+    async with database.uow() as uow:
+        if reported:
+            decided = await comment_service.decide_reported(uow, comment_id, approve, ADMIN, "de")
+        else:
+            decided = await comment_service.decide(
+                uow, comment_id, approve, ADMIN.telegram_id, ADMIN.name, "de"
+            )
+        assert decided is not None and decided.won
 
 
 def at(*args: int) -> dt.datetime:
@@ -189,14 +214,69 @@ async def test_account_deletion(content: Database, clock: Clock, keep_comments: 
     await support(content, staying, item["TD-01"])
     clock.now = at(2026, 11, 2, 14, 5)
     await support(content, leaving, item["TD-02"])
+    await decide(content, await comment(content, leaving, item["TD-03"], "Meine Meinung"), True)
     async with content.uow() as uow:
-        assert await item_service.set_follow(uow, leaving, item["TD-03"], True)
+        assert await item_service.set_follow(uow, leaving, item["TD-04"], True)
 
     async with content.uow() as uow:
         assert await privacy_service.delete_account(uow, leaving, keep_comments=keep_comments)
 
     assert await hours(content) == {at(2026, 11, 2, 9): 1}
+    kept = {at(2026, 11, 2, 14): 1} if keep_comments else {}
+    assert await hours(content, ApprovedCommentCount) == kept
     await assert_consistent(content)
+
+
+async def test_approved_comments_per_hour_written(content: Database, clock: Clock) -> None:
+    author, reader = await residents(content, 2)
+    item = await item_ids(content)
+    clock.now = at(2026, 11, 2, 9, 10)
+    first = await comment(content, author, item["TD-01"], "Gute Idee für Dortmund")
+    clock.now = at(2026, 11, 2, 10, 10)
+    second = await comment(content, author, item["TD-02"], "Bitte auch abends anbieten")
+    third = await comment(content, reader, item["TD-02"], "Wird nicht freigegeben")
+    assert await hours(content, ApprovedCommentCount) == {}  # pending: not counted
+
+    # Decided a day later: counted in the hour it was written.
+    clock.now = at(2026, 11, 3, 12, 0)
+    await decide(content, first, True)
+    await decide(content, second, True)
+    await decide(content, third, False)
+    written = {at(2026, 11, 2, 9): 1, at(2026, 11, 2, 10): 1}
+    assert await hours(content, ApprovedCommentCount) == written
+    await assert_consistent(content)
+
+    # Hidden after a report: not counted; restored: counted again; removed: gone.
+    async with content.uow() as uow:
+        hidden = await comment_service.report(uow, reader, first, threshold=1)
+        assert hidden == comment_service.ReportResult.HIDDEN
+    assert await hours(content, ApprovedCommentCount) == {at(2026, 11, 2, 10): 1}
+    await assert_consistent(content)
+    await decide(content, first, True, reported=True)
+    assert await hours(content, ApprovedCommentCount) == written
+    await assert_consistent(content)
+
+    async with content.uow() as uow:
+        stats = await stats_service.collect(uow, at(2026, 11, 4, 8, 0), TZ)
+    assert ([w.comments for w in stats.weeks][-1], stats.comments) == (2, 2)
+
+
+async def test_residents_per_hour_of_first_contact(content: Database, clock: Clock) -> None:
+    clock.now = at(2026, 11, 2, 9, 10)
+    leaving, _ = await residents(content, 2)
+    async with content.uow() as uow:
+        await resident_service.enter(uow, 6100, "de", dt.date(2026, 11, 3))  # known already
+    assert await hours(content, ResidentCount) == {at(2026, 11, 2, 9): 2}
+    await comment(content, leaving, (await item_ids(content))["TD-01"], "Bleibt da")
+
+    # Keeping the comments creates the placeholder resident: not counted.
+    async with content.uow() as uow:
+        assert await privacy_service.delete_account(uow, leaving, keep_comments=True)
+    assert await hours(content, ResidentCount) == {at(2026, 11, 2, 9): 1}
+    await assert_consistent(content)
+    async with content.uow() as uow:
+        stats = await stats_service.collect(uow, at(2026, 11, 3, 9, 0), TZ)
+    assert (stats.residents, stats.active) == (1, 1)
 
 
 async def test_a_count_never_goes_below_zero(content: Database) -> None:
@@ -286,7 +366,7 @@ async def test_weeks_equal_the_rows_across_a_dst_change(
 
 
 async def test_stats_read_the_aggregates(content: Database, clock: Clock) -> None:
-    """/stats sums support_counts and items.follow_count: changed behind its back, the
+    """/stats sums the hourly counts and items.follow_count: changed behind its back, the
     numbers change (so they are not counted from the rows)."""
     mia, _ = await residents(content, 2)
     item = await item_ids(content)
@@ -296,14 +376,18 @@ async def test_stats_read_the_aggregates(content: Database, clock: Clock) -> Non
     async with content.uow() as uow:
         before = await stats_service.collect(uow, now, TZ)
     assert ([w.supports for w in before.weeks][-1], before.follows) == (1, 1)
+    assert (before.residents, [w.comments for w in before.weeks][-1]) == (2, 0)
     async with content.uow() as uow, uow.write():
         await uow.session.execute(update(SupportCount).values(n=SupportCount.n + 40))
         await uow.session.execute(
             update(Item).where(Item.id == item["TD-01"]).values(follow_count=7)
         )
+        await uow.session.execute(update(ResidentCount).values(n=ResidentCount.n + 10))
+        uow.session.add(ApprovedCommentCount(bucket_start=at(2026, 11, 3, 8), n=5))
     async with content.uow() as uow:
         after = await stats_service.collect(uow, now, TZ)
     assert ([w.supports for w in after.weeks][-1], after.follows) == (41, 7)
+    assert (after.residents, [w.comments for w in after.weeks][-1]) == (12, 5)
 
 
 # --------------------------------------------------------------------------- migration
@@ -323,7 +407,13 @@ async def test_migration_0007_fills_the_aggregates_from_the_rows(
         await support(content, people[resident], item[key])
     async with content.uow() as uow:
         assert await item_service.set_follow(uow, people[3], item["TD-04"], True)
+    clock.now = at(2026, 10, 26, 7, 59)
+    await decide(content, await comment(content, people[0], item["TD-01"], "Gut so"), True)
+    await comment(content, people[1], item["TD-01"], "Noch offen")  # pending: not counted
     expected = await counted_hours(content)
+    kept = {model: await hours(content, model) for model in (ApprovedCommentCount, ResidentCount)}
+    assert kept[ApprovedCommentCount] == {at(2026, 10, 26, 7): 1}
+    assert sum(kept[ResidentCount].values()) == 4
     assert expected == {
         at(2026, 10, 25, 0): 1,
         at(2026, 10, 25, 1): 2,
@@ -343,6 +433,8 @@ async def test_migration_0007_fills_the_aggregates_from_the_rows(
     await upgrade(content.engine)
     assert await current_revision(content.engine) == head_revision()
     assert await hours(content) == expected
+    for model, counted in kept.items():
+        assert await hours(content, model) == counted
     await assert_consistent(content)
     async with content.uow() as uow:
         follows: Any = await uow.session.execute(
@@ -350,6 +442,9 @@ async def test_migration_0007_fills_the_aggregates_from_the_rows(
         )
         assert list(follows) == [("TD-01", 3), ("TD-02", 1), ("TD-03", 1), ("TD-04", 1)]
         rows = await uow.session.execute(
-            text("SELECT (SELECT count(*) FROM supports), (SELECT count(*) FROM follows)")
+            text(
+                "SELECT (SELECT count(*) FROM supports), (SELECT count(*) FROM follows),"
+                " (SELECT count(*) FROM comments)"
+            )
         )
-        assert tuple(rows.one()) == (5, 6)
+        assert tuple(rows.one()) == (5, 6, 2)
