@@ -215,12 +215,13 @@ class PrivacyRepository(Repository):
         telegram_id = resident.telegram_id
         names = [n for n in (resident.display_name,) if n]
 
-        # Supports and follows: the item counters and the hour buckets go down.
+        # Supports and follows: the item counters and the hour buckets lose what was
+        # deleted (RETURNING: exactly the rows this statement removed).
         supported = (
             await s.execute(
-                select(Support.item_id, Support.created_at).where(
-                    Support.resident_id == resident_id
-                )
+                delete(Support)
+                .where(Support.resident_id == resident_id)
+                .returning(Support.item_id, Support.created_at)
             )
         ).all()
         for item_id, _ in supported:
@@ -229,16 +230,14 @@ class PrivacyRepository(Repository):
             )
         await HourlyCountRepository(s, SUPPORTS).add_moments([g for _, g in supported], -1)
         followed = (
-            (await s.execute(select(Follow.item_id).where(Follow.resident_id == resident_id)))
-            .scalars()
-            .all()
-        )
-        for item_id in followed:
+            await s.execute(
+                delete(Follow).where(Follow.resident_id == resident_id).returning(Follow.item_id)
+            )
+        ).scalars()
+        for item_id in list(followed):
             await s.execute(
                 update(Item).where(Item.id == item_id).values(follow_count=Item.follow_count - 1)
             )
-        await s.execute(delete(Support).where(Support.resident_id == resident_id))
-        await s.execute(delete(Follow).where(Follow.resident_id == resident_id))
         await s.execute(delete(GoalFollow).where(GoalFollow.resident_id == resident_id))
         await s.execute(delete(HelpOffer).where(HelpOffer.resident_id == resident_id))
         await s.execute(delete(CommentReport).where(CommentReport.resident_id == resident_id))
