@@ -31,7 +31,7 @@ from bot.settings import normalise_database_url
 from domain import importer
 from storage.database import create_engine
 from storage.migrate import upgrade
-from storage.models import Comment, Item, Support
+from storage.models import Comment, Follow, Item, Support
 from storage.uow import Database
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -321,14 +321,26 @@ async def fill(database: Database, scale: Scale) -> Filled:
         await _write_sqlite(database, tables)
     supports = Counter(item for _, item, _ in rows.supports)
     approved = Counter(c[1] for c in rows.comments if c[4] == "approved")
+    follows = Counter(item for _, item, _ in rows.follows)
     async with database.engine.begin() as connection:
         await connection.execute(
             update(Item)
             .where(Item.id == bindparam("item"))
-            .values(support_count=bindparam("supports"), comment_count=bindparam("comments"))
+            .values(
+                support_count=bindparam("supports"),
+                comment_count=bindparam("comments"),
+                follow_count=bindparam("follows"),
+            )
             .execution_options(synchronize_session=False),
-            [{"item": i, "supports": supports[i], "comments": approved[i]} for i in item_ids],
+            [
+                {"item": i, "supports": supports[i], "comments": approved[i], "follows": follows[i]}
+                for i in item_ids
+            ],
         )
+    async with database.uow() as uow, uow.write():
+        # Supports, approved comments and residents per hour: an INSERT ... SELECT each.
+        for counts in (uow.support_counts, uow.approved_comment_counts, uow.resident_counts):
+            await counts.rebuild()
     if database.dialect == "postgresql":
         # What autovacuum does on a live server: statistics and the visibility map.
         async with database.engine.connect() as connection:
@@ -349,8 +361,9 @@ async def row_counts(database: Database) -> dict[str, int]:
 
 
 async def counter_mismatches(database: Database) -> list[str]:
-    """Items whose support_count or comment_count differs from their rows (empty: all
-    consistent)."""
+    """Items whose support_count, comment_count or follow_count differs from their rows,
+    and hours whose support, approved comment or resident count differs from the rows
+    created in it (empty: all consistent)."""
     supports = (
         select(func.count()).where(Support.item_id == Item.id).correlate(Item).scalar_subquery()
     )
@@ -360,11 +373,32 @@ async def counter_mismatches(database: Database) -> list[str]:
         .correlate(Item)
         .scalar_subquery()
     )
-    stmt = select(Item.key, Item.support_count, supports, Item.comment_count, approved).where(
-        (Item.support_count != supports) | (Item.comment_count != approved)
+    follows = (
+        select(func.count()).where(Follow.item_id == Item.id).correlate(Item).scalar_subquery()
+    )
+    stmt = select(
+        Item.key,
+        Item.support_count,
+        supports,
+        Item.comment_count,
+        approved,
+        Item.follow_count,
+        follows,
+    ).where(
+        (Item.support_count != supports)
+        | (Item.comment_count != approved)
+        | (Item.follow_count != follows)
     )
     async with database.engine.connect() as connection:
-        return [
-            f"{key}: supports {s} counted {s_rows}, comments {c} counted {c_rows}"
-            for key, s, s_rows, c, c_rows in await connection.execute(stmt)
+        found = [
+            f"{key}: supports {s} counted {s_rows}, comments {c} counted {c_rows},"
+            f" follows {f} counted {f_rows}"
+            for key, s, s_rows, c, c_rows, f, f_rows in await connection.execute(stmt)
         ]
+    async with database.uow() as uow:
+        for counts in (uow.support_counts, uow.approved_comment_counts, uow.resident_counts):
+            found += [
+                f"{counts.kind.name} in the hour {hour.isoformat()}: {n} counted {rows}"
+                for hour, n, rows in await counts.mismatches()
+            ]
+    return found

@@ -230,6 +230,7 @@ class Item(Base):
         CheckConstraint(_in("status", ITEM_STATUSES), name="status_known"),
         CheckConstraint("support_count >= 0", name="support_count_positive"),
         CheckConstraint("comment_count >= 0", name="comment_count_positive"),
+        CheckConstraint("follow_count >= 0", name="follow_count_positive"),
         Index("ix_items_support_count", "support_count"),
         Index("ix_items_comment_count", "comment_count"),
     )
@@ -245,6 +246,7 @@ class Item(Base):
     #: Denormalised counters, changed in the same transaction as the rows they count.
     support_count: Mapped[int] = mapped_column(Integer, server_default="0")
     comment_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    follow_count: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     #: Set when the item was merged into another one (status "merged").
@@ -279,6 +281,47 @@ class Support(Base):
     )
     #: Indexed for counts per period (/stats per week, the digest).
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class HourlyCount:
+    """How many of some rows were created in one UTC hour: /stats sums these instead of
+    counting up to a million rows (a week is at most 169 rows here).
+
+    Changed in the same transaction as the rows they count (storage.repositories'
+    HourlyCountRepository), so `n` always equals the count of the rows whose `created_at`
+    lies in [bucket_start, bucket_start + 1 hour). Hours because every period /stats counts
+    over starts at a whole UTC hour: weeks start at local midnight in Europe/Berlin (UTC+1
+    or UTC+2), which is always a whole UTC hour; a period's part outside whole hours (the
+    current hour up to "now", or a zone with a half-hour offset) is counted from the rows.
+    A bucket whose rows all went keeps n = 0."""
+
+    #: The UTC hour (minutes, seconds and microseconds zero).
+    bucket_start: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class SupportCount(HourlyCount, Base):
+    """`supports` per hour given: support, withdraw (the hour it was given loses it), merge
+    (who supported both counts once), account deletion."""
+
+    __tablename__ = "support_counts"
+    __table_args__ = (CheckConstraint("n >= 0", name="n_positive"),)
+
+
+class ApprovedCommentCount(HourlyCount, Base):
+    """Approved `comments` per hour written: approval, hiding and restoring after reports,
+    deletion with an account."""
+
+    __tablename__ = "approved_comment_counts"
+    __table_args__ = (CheckConstraint("n >= 0", name="n_positive"),)
+
+
+class ResidentCount(HourlyCount, Base):
+    """`residents` per hour of their first contact (not the placeholder with Telegram id 0
+    that keeps the comments of deleted accounts): creation, account deletion."""
+
+    __tablename__ = "resident_counts"
+    __table_args__ = (CheckConstraint("n >= 0", name="n_positive"),)
 
 
 class Follow(Base):

@@ -20,7 +20,13 @@ from storage.models import (
     Resident,
     utcnow,
 )
-from storage.repositories import CommentRow, Repository, ReviewMessages
+from storage.repositories import (
+    APPROVED_COMMENTS,
+    CommentRow,
+    HourlyCountRepository,
+    Repository,
+    ReviewMessages,
+)
 
 ITEM_KEY_PREFIX = "TD-"
 _ITEM_NUMBER = re.compile(rf"^{ITEM_KEY_PREFIX}(\d+)$")
@@ -230,14 +236,16 @@ class ModerationRepository(Repository):
             update(Comment)
             .where(Comment.id == comment_id, Comment.status == "approved")
             .values(status="hidden")
-            .returning(Comment.item_id)
+            .returning(Comment.item_id, Comment.created_at)
         )
-        item_id = result.scalar_one_or_none()
-        if item_id is None:
+        row = result.one_or_none()
+        if row is None:
             return False
+        item_id, written = row
         await self.session.execute(
             update(Item).where(Item.id == item_id).values(comment_count=Item.comment_count - 1)
         )
+        await HourlyCountRepository(self.session, APPROVED_COMMENTS).add_one(written, -1)
         await self.session.execute(
             delete(ModerationMessage).where(ModerationMessage.comment_id == comment_id)
         )
@@ -257,15 +265,17 @@ class ModerationRepository(Repository):
                 decided_by_telegram_id=moderator_id,
                 decided_by_name=moderator_name[:64],
             )
-            .returning(Comment.item_id)
+            .returning(Comment.item_id, Comment.created_at)
         )
-        item_id = result.scalar_one_or_none()
-        if item_id is None:
+        row = result.one_or_none()
+        if row is None:
             return False
+        item_id, written = row
         if restore:
             await self.session.execute(
                 update(Item).where(Item.id == item_id).values(comment_count=Item.comment_count + 1)
             )
+            await HourlyCountRepository(self.session, APPROVED_COMMENTS).add_one(written)
         return True
 
     def _hidden(self) -> Select[Comment, Resident, Item]:

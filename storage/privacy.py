@@ -31,11 +31,17 @@ from storage.models import (
     Support,
     utcnow,
 )
-from storage.repositories import Repository
+from storage.repositories import (
+    ANONYMOUS_TELEGRAM_ID,
+    APPROVED_COMMENTS,
+    RESIDENTS,
+    SUPPORTS,
+    HourlyCountRepository,
+    Repository,
+)
 
 #: The placeholder that keeps comments of deleted accounts: no Telegram user has id 0, and
 #: real pseudonyms start at 1000.
-ANONYMOUS_TELEGRAM_ID = 0
 ANONYMOUS_PSEUDONYM = 1
 ANONYMOUS_NAME = "✖ gelöscht / deleted"
 #: What an audit entry says instead of the deleted resident.
@@ -209,18 +215,29 @@ class PrivacyRepository(Repository):
         telegram_id = resident.telegram_id
         names = [n for n in (resident.display_name,) if n]
 
-        # Supports: the item counters go down.
+        # Supports and follows: the item counters and the hour buckets lose what was
+        # deleted (RETURNING: exactly the rows this statement removed).
         supported = (
-            (await s.execute(select(Support.item_id).where(Support.resident_id == resident_id)))
-            .scalars()
-            .all()
-        )
-        for item_id in supported:
+            await s.execute(
+                delete(Support)
+                .where(Support.resident_id == resident_id)
+                .returning(Support.item_id, Support.created_at)
+            )
+        ).all()
+        for item_id, _ in supported:
             await s.execute(
                 update(Item).where(Item.id == item_id).values(support_count=Item.support_count - 1)
             )
-        await s.execute(delete(Support).where(Support.resident_id == resident_id))
-        await s.execute(delete(Follow).where(Follow.resident_id == resident_id))
+        await HourlyCountRepository(s, SUPPORTS).add_moments([g for _, g in supported], -1)
+        followed = (
+            await s.execute(
+                delete(Follow).where(Follow.resident_id == resident_id).returning(Follow.item_id)
+            )
+        ).scalars()
+        for item_id in list(followed):
+            await s.execute(
+                update(Item).where(Item.id == item_id).values(follow_count=Item.follow_count - 1)
+            )
         await s.execute(delete(GoalFollow).where(GoalFollow.resident_id == resident_id))
         await s.execute(delete(HelpOffer).where(HelpOffer.resident_id == resident_id))
         await s.execute(delete(CommentReport).where(CommentReport.resident_id == resident_id))
@@ -262,6 +279,9 @@ class PrivacyRepository(Repository):
                     .where(Item.id == item_id)
                     .values(comment_count=Item.comment_count - count)
                 )
+            await HourlyCountRepository(s, APPROVED_COMMENTS).add_rows(
+                Comment.resident_id == resident_id, -1
+            )
             await s.execute(
                 delete(ModerationMessage).where(ModerationMessage.comment_id.in_(comment_ids))
             )
@@ -306,6 +326,7 @@ class PrivacyRepository(Repository):
         await s.execute(delete(ModerationMessage).where(ModerationMessage.chat_id == telegram_id))
         await self._anonymise_audit(telegram_id, names)
 
+        await HourlyCountRepository(s, RESIDENTS).add_one(resident.created_at, -1)
         await s.execute(delete(Resident).where(Resident.id == resident_id))
         return True
 

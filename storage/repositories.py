@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Select,
     String,
+    Table,
     and_,
     bindparam,
     case,
@@ -23,15 +25,17 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    type_coerce,
     union,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from storage.models import (
     ActionField,
+    ApprovedCommentCount,
     Comment,
     ConversationState,
     EventSession,
@@ -41,8 +45,11 @@ from storage.models import (
     ItemUpdate,
     ModerationMessage,
     Resident,
+    ResidentCount,
     SessionItem,
     Support,
+    SupportCount,
+    UTCDateTime,
     utcnow,
 )
 
@@ -167,13 +174,14 @@ class ResidentRepository(Repository):
         and another is drawn."""
         for low, high in self.PSEUDONYM_RANGES:
             for _ in range(4):
+                now = utcnow()
                 stmt = (
                     self._insert(Resident)
                     .values(
                         telegram_id=telegram_id,
                         language=language,
                         pseudonym=_PSEUDONYMS.randint(low, high),
-                        created_at=utcnow(),
+                        created_at=now,
                         last_seen_on=seen_on,
                     )
                     .on_conflict_do_nothing()
@@ -181,6 +189,8 @@ class ResidentRepository(Repository):
                 )
                 created = (await self.session.scalars(stmt)).one_or_none()
                 if created is not None:
+                    if telegram_id != ANONYMOUS_TELEGRAM_ID:
+                        await HourlyCountRepository(self.session, RESIDENTS).add_one(now)
                     self._known("banned")[created.id] = False
                     return created, True
                 existing = await self.by_telegram_id(telegram_id)
@@ -527,6 +537,140 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+# --------------------------------------------------------------------------- hourly counts
+
+#: The placeholder resident keeping the comments of deleted accounts (storage.privacy).
+ANONYMOUS_TELEGRAM_ID = 0
+
+
+def hour_bucket(moment: dt.datetime) -> dt.datetime:
+    """The UTC hour `moment` falls into (its row in an HourlyCount table)."""
+    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hour_bucket_sql(column: Any, dialect: str) -> ColumnElement[dt.datetime]:
+    """`hour_bucket` in SQL, stored exactly as a bound `hour_bucket` value would be.
+    PostgreSQL truncates in UTC (not the session's zone); SQLite keeps UTCDateTime as text
+    'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC), so the hour is its first 13 characters."""
+    if dialect == "postgresql":
+        utc = func.timezone("UTC", column)
+        expr: Any = func.timezone("UTC", func.date_trunc("hour", utc))
+    else:
+        expr = func.substr(column, 1, 13).op("||")(literal(":00:00.000000"))
+    return type_coerce(expr, UTCDateTime())
+
+
+@dataclass(frozen=True)
+class Hourly:
+    """What an HourlyCount table counts: rows of a table with `moment` (their created_at)
+    matching `where`."""
+
+    name: str
+    counts: type[SupportCount] | type[ApprovedCommentCount] | type[ResidentCount]
+    moment: Any
+    where: tuple[ColumnElement[bool], ...] = ()
+
+
+SUPPORTS = Hourly("supports", SupportCount, Support.created_at)
+APPROVED_COMMENTS = Hourly(
+    "approved_comments", ApprovedCommentCount, Comment.created_at, (Comment.status == "approved",)
+)
+RESIDENTS = Hourly(
+    "residents",
+    ResidentCount,
+    Resident.created_at,
+    (Resident.telegram_id != ANONYMOUS_TELEGRAM_ID,),
+)
+HOURLY = (SUPPORTS, APPROVED_COMMENTS, RESIDENTS)
+
+
+class HourlyCountRepository(Repository):
+    """Keeps an HourlyCount table equal to the rows it counts per UTC hour. Every write of
+    those rows calls it in the same transaction (see models.HourlyCount)."""
+
+    def __init__(self, session: AsyncSession, kind: Hourly) -> None:
+        super().__init__(session)
+        self.kind = kind
+        self._table = cast(Table, kind.counts.__table__)
+
+    async def add(self, deltas: Mapping[dt.datetime, int]) -> None:
+        """Add `deltas[hour]` rows to each hour bucket (negative: rows gone)."""
+        ups = [{"p_bucket": b, "p_delta": n} for b, n in deltas.items() if n > 0]
+        downs = [{"p_bucket": b, "p_delta": -n} for b, n in deltas.items() if n < 0]
+        if ups:
+            await self.session.execute(self._prebuilt(f"{self._table.name}.up", self._up), ups)
+        if downs:
+            # An UPDATE, not the upsert: the database checks n >= 0 on the row an INSERT
+            # proposes before it looks for the conflict.
+            stmt = self._prebuilt(f"{self._table.name}.down", self._down)
+            await self.session.execute(stmt, downs)
+
+    async def add_one(self, moment: dt.datetime, sign: int = 1) -> None:
+        """One row created at `moment` counted in (+1) or out (-1)."""
+        await self.add({hour_bucket(moment): sign})
+
+    async def add_moments(self, moments: Sequence[dt.datetime], sign: int) -> None:
+        """Rows created at `moments` counted in (sign +1) or out (sign -1)."""
+        buckets = Counter(hour_bucket(m) for m in moments)
+        await self.add({b: sign * n for b, n in buckets.items()})
+
+    async def add_rows(self, where: ColumnElement[bool], sign: int) -> None:
+        """The counted rows also matching `where`, counted in (+1) or out (-1), grouped
+        in SQL (a merge can move thousands)."""
+        bucket = self._bucket()
+        rows = await self.session.execute(
+            select(bucket, func.count()).where(where, *self.kind.where).group_by(bucket)
+        )
+        await self.add({b: sign * int(n) for b, n in rows})
+
+    async def rebuild(self) -> None:
+        """Recount every bucket from the rows (after a bulk load, or to repair)."""
+        await self.session.execute(delete(self._table))
+        await self.session.execute(
+            self._insert(self._table).from_select(["bucket_start", "n"], self._counted())
+        )
+
+    async def mismatches(self) -> list[tuple[dt.datetime, int, int]]:
+        """(hour, n kept, rows counted) wherever they differ."""
+        counted = {b: int(n) for b, n in await self.session.execute(self._counted())}
+        c = self._table.c
+        kept = {b: n for b, n in await self.session.execute(select(c.bucket_start, c.n))}
+        return [
+            (b, kept.get(b, 0), counted.get(b, 0))
+            for b in sorted(counted.keys() | kept.keys())
+            if kept.get(b, 0) != counted.get(b, 0)
+        ]
+
+    def _bucket(self) -> ColumnElement[dt.datetime]:
+        return hour_bucket_sql(self.kind.moment, self.dialect)
+
+    def _counted(self) -> Select[dt.datetime, int]:
+        bucket = self._bucket()
+        table = self.kind.moment.class_
+        return (
+            select(bucket, func.count()).select_from(table).where(*self.kind.where).group_by(bucket)
+        )
+
+    def _up(self) -> Any:
+        table = self._table
+        stmt = self._insert(table).values(
+            bucket_start=bindparam("p_bucket", type_=UTCDateTime()), n=bindparam("p_delta")
+        )
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c.bucket_start], set_={"n": table.c.n + stmt.excluded.n}
+        )
+
+    def _down(self) -> Any:
+        # Core, not the ORM: given a list of parameters, an ORM update() would be a bulk
+        # update by primary key.
+        table = self._table
+        return (
+            update(table)
+            .where(table.c.bucket_start == bindparam("p_bucket", type_=UTCDateTime()))
+            .values(n=table.c.n - bindparam("p_delta"))
+        )
+
+
 # --------------------------------------------------------------------------- engagement
 
 
@@ -561,27 +705,34 @@ class EngagementRepository(Repository):
     async def add_support(self, resident_id: int, item_id: int) -> bool:
         """Insert the support; returns whether it was new (the counter moves only then)."""
         stmt = self._prebuilt("engagement.add_support", lambda: self._add(Support))
-        params = {"p_resident": resident_id, "p_item": item_id, "p_now": utcnow()}
+        now = utcnow()
+        params = {"p_resident": resident_id, "p_item": item_id, "p_now": now}
         inserted = (await self.session.execute(stmt, params)).scalar_one_or_none() is not None
         if inserted:
             await self._bump(item_id, Item.support_count, +1)
+            await HourlyCountRepository(self.session, SUPPORTS).add_one(now)
         return inserted
 
     async def remove_support(self, resident_id: int, item_id: int) -> bool:
         stmt = (
             delete(Support)
             .where(Support.resident_id == resident_id, Support.item_id == item_id)
-            .returning(Support.item_id)
+            .returning(Support.created_at)
         )
-        removed = (await self.session.execute(stmt)).scalar_one_or_none() is not None
-        if removed:
-            await self._bump(item_id, Item.support_count, -1)
-        return removed
+        given = (await self.session.execute(stmt)).scalar_one_or_none()
+        if given is None:
+            return False
+        await self._bump(item_id, Item.support_count, -1)
+        await HourlyCountRepository(self.session, SUPPORTS).add_one(given, -1)
+        return True
 
     async def follow(self, resident_id: int, item_id: int) -> bool:
         stmt = self._prebuilt("engagement.follow", lambda: self._add(Follow))
         params = {"p_resident": resident_id, "p_item": item_id, "p_now": utcnow()}
-        return (await self.session.execute(stmt, params)).scalar_one_or_none() is not None
+        inserted = (await self.session.execute(stmt, params)).scalar_one_or_none() is not None
+        if inserted:
+            await self._bump(item_id, Item.follow_count, +1)
+        return inserted
 
     def _add(self, model: type[Support] | type[Follow]) -> Any:
         """INSERT of a (resident, item) row that does nothing if it is there already and
@@ -604,7 +755,10 @@ class EngagementRepository(Repository):
             .where(Follow.resident_id == resident_id, Follow.item_id == item_id)
             .returning(Follow.item_id)
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
+        removed = (await self.session.execute(stmt)).scalar_one_or_none() is not None
+        if removed:
+            await self._bump(item_id, Item.follow_count, -1)
+        return removed
 
     async def _bump(self, item_id: int, column: Any, delta: int) -> None:
         stmt = self._prebuilt(
@@ -647,7 +801,20 @@ class EngagementRepository(Repository):
 
     async def move(self, source_id: int, target_id: int) -> None:
         """Merge: supports and follows of `source` go to `target`; someone who supported
-        (or followed) both counts once. Counters are recounted from the rows."""
+        (or followed) both counts once. Counters are recounted from the rows; the hour
+        buckets lose the source's supports of those who supported both (the target's row
+        stays, the source's goes)."""
+        also_target = aliased(Support)
+        await HourlyCountRepository(self.session, SUPPORTS).add_rows(
+            and_(
+                Support.item_id == source_id,
+                exists().where(
+                    also_target.item_id == target_id,
+                    also_target.resident_id == Support.resident_id,
+                ),
+            ),
+            -1,
+        )
         for model in (Support, Follow):
             rows = select(model.resident_id, literal(target_id), model.created_at).where(
                 model.item_id == source_id
@@ -661,10 +828,13 @@ class EngagementRepository(Repository):
         counted = (
             select(func.count()).where(Support.item_id == Item.id).correlate(Item).scalar_subquery()
         )
+        following = (
+            select(func.count()).where(Follow.item_id == Item.id).correlate(Item).scalar_subquery()
+        )
         await self.session.execute(
             update(Item)
             .where(Item.id.in_((source_id, target_id)))
-            .values(support_count=counted)
+            .values(support_count=counted, follow_count=following)
             .execution_options(synchronize_session=False)
         )
 
@@ -746,15 +916,17 @@ class CommentRepository(ReviewMessages):
                 decided_by_telegram_id=moderator_id,
                 decided_by_name=moderator_name[:64],
             )
-            .returning(Comment.item_id)
+            .returning(Comment.item_id, Comment.created_at)
         )
-        item_id = result.scalar_one_or_none()
-        if item_id is None:
+        row = result.one_or_none()
+        if row is None:
             return False
+        item_id, written = row
         if approve:
             await self.session.execute(
                 update(Item).where(Item.id == item_id).values(comment_count=Item.comment_count + 1)
             )
+            await HourlyCountRepository(self.session, APPROVED_COMMENTS).add_one(written)
         return True
 
     async def count_approved(self, item_id: int) -> int:

@@ -26,10 +26,14 @@ from storage.outbox import (
 )
 from storage.privacy import PrivacyRepository
 from storage.repositories import (
+    APPROVED_COMMENTS,
+    RESIDENTS,
+    SUPPORTS,
     CommentRepository,
     ContentRepository,
     ConversationRepository,
     EngagementRepository,
+    HourlyCountRepository,
     ResidentRepository,
 )
 from storage.staff import AuditRepository, RoleRepository
@@ -72,6 +76,10 @@ class UnitOfWork:
         self.residents = ResidentRepository(session)
         self.content = ContentRepository(session)
         self.engagement = EngagementRepository(session)
+        #: The hourly counts /stats sums (kept by the repositories writing the rows).
+        self.support_counts = HourlyCountRepository(session, SUPPORTS)
+        self.approved_comment_counts = HourlyCountRepository(session, APPROVED_COMMENTS)
+        self.resident_counts = HourlyCountRepository(session, RESIDENTS)
         self.comments = CommentRepository(session)
         self.conversations = ConversationRepository(session)
         self.content_writer = ContentWriter(session)

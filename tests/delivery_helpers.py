@@ -188,6 +188,7 @@ async def bulk_support(database: Database, resident_ids: list[int], keys: list[s
     async with database.uow() as uow, uow.write():
         await uow.session.execute(insert(Support), pairs)
         await uow.session.execute(insert(Follow), pairs)
+        await uow.support_counts.rebuild()  # rows written directly: recount the hours
 
 
 async def follow(database: Database, resident_id: int, key: str) -> None:
@@ -215,6 +216,7 @@ async def move_activity(database: Database, when: dt.datetime) -> None:
         await uow.session.execute(
             update(Comment).where(Comment.status == "approved").values(decided_at=when)
         )
+        await uow.support_counts.rebuild()  # rows changed directly: recount the hours
 
 
 # --------------------------------------------------------------------------- outcomes

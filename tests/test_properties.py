@@ -531,11 +531,13 @@ async def test_any_start_payload_gets_a_screen_or_a_clear_message(
         assert KNOWN_LINKS[match["kind"]][match["key"]] in text, text
     else:
         assert "Diesen Link kenne ich nicht" in text, text
-    # Nothing changed but the new resident's own row.
-    assert {k: v for k, v in after.items() if k != "residents"} == {
-        k: v for k, v in before.items() if k != "residents"
+    # Nothing changed but the new resident's own row, counted in its hour for /stats.
+    own = ("residents", "resident_counts")
+    assert {k: v for k, v in after.items() if k not in own} == {
+        k: v for k, v in before.items() if k not in own
     }
     assert len(after["residents"]) - len(before["residents"]) == 1
+    assert sum(n for _, n in after["resident_counts"]) == len(after["residents"])
     assert not any(t in text for t in TRY_AGAIN)
 
 

@@ -120,6 +120,8 @@ async def seed(database: Database, now: dt.datetime) -> dict[str, int]:
                     .where(Support.resident_id == ids[name], Support.item_id == item[key])
                     .values(created_at=at)
                 )
+            # The rows were changed behind the repositories' back: recount the hours.
+            await uow.support_counts.rebuild()
         for name, key, text, approve in (
             ("mia", "TD-03", TRICKY, True),
             ("jo", "TD-01", FORMULA, True),
