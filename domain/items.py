@@ -82,16 +82,14 @@ async def item_card(
     found = await uow.content.item_as_seen_by(item_id, resident_id)
     if found is None:
         return None
-    row, state = found
-    sessions = await uow.content.sessions_of_item(item_id)
-    history = await uow.content.history(item_id, HISTORY_ON_CARD)
+    row, state, version = found
+    links = await uow.cards.card_links(item_id, version, HISTORY_ON_CARD)
     merged_into = None
     if row.item.merged_into_id is not None:
         target = await uow.content.item(row.item.merged_into_id)
         if target is not None:
             title = pick(target.item.title, language)
             merged_into = ItemLink(target.item.id, target.item.key, title)
-    goals = await uow.goals.of_item(item_id)
     return ItemCard(
         id=row.item.id,
         key=row.item.key,
@@ -105,12 +103,12 @@ async def item_card(
         supporting=state.supporting,
         following=state.following,
         sessions=[
-            SessionLink(id=s.id, key=s.key, title=pick(s.title, language), starts_at=s.starts_at)
-            for s in sessions
+            SessionLink(id=sid, key=key, title=pick(title, language), starts_at=starts_at)
+            for sid, key, title, starts_at in links.sessions
         ],
-        history=[HistoryLine(u.created_at, u.status, u.note, key) for u, key in history],
+        history=[HistoryLine(*line) for line in links.history],
         merged_into=merged_into,
-        goals=[ItemLink(g.id, g.key, pick(g.title, language)) for g in goals],
+        goals=[ItemLink(gid, key, pick(title, language)) for gid, key, title in links.goals],
     )
 
 

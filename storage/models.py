@@ -512,6 +512,23 @@ class Lease(Base):
     expires_at: Mapped[dt.datetime]
 
 
+#: What an item card shows besides the item itself, and which its cache depends on
+#: (storage/repositories.py: ContentRepository.card_links).
+CARD_CONTENT_TABLES = ("sessions", "session_items", "goals", "goal_items", "item_updates")
+
+
+class ContentVersion(Base):
+    """One row, counted up by database triggers (migration 0008) on every change to the
+    tables in CARD_CONTENT_TABLES, in the changing transaction: a process that has cached
+    what an item card links to knows from this number whether it still holds."""
+
+    __tablename__ = "content_version"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
 class ProcessedUpdate(Base):
     """A Telegram update id that was handled: a redelivered update is not handled again."""
 

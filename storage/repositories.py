@@ -37,6 +37,7 @@ from storage.models import (
     ActionField,
     ApprovedCommentCount,
     Comment,
+    ContentVersion,
     ConversationState,
     EventSession,
     Follow,
@@ -314,17 +315,18 @@ class ContentRepository(Repository):
 
     async def item_as_seen_by(
         self, item_id: int, resident_id: int
-    ) -> tuple[ItemRow, Engagement] | None:
-        """The item with whether the resident supports and follows it, in one query (the
-        card's; `item` and `EngagementRepository.state` took two)."""
+    ) -> tuple[ItemRow, Engagement, int | None] | None:
+        """The item with whether the resident supports and follows it, and the content
+        version (for `card_links`), in one query (the card's; it took two before)."""
 
         def build() -> Any:
             item: Any = bindparam("p_item")
             resident: Any = bindparam("p_resident")
             supporting = exists().where(Support.resident_id == resident, Support.item_id == item)
             following = exists().where(Follow.resident_id == resident, Follow.item_id == item)
+            version = select(ContentVersion.n).where(ContentVersion.id == 1).scalar_subquery()
             return (
-                select(Item, ActionField, supporting, following)
+                select(Item, ActionField, supporting, following, version)
                 .join(ActionField, Item.action_field_id == ActionField.id)
                 .where(Item.id == item)
             )
@@ -335,7 +337,8 @@ class ContentRepository(Repository):
         if row is None:
             return None
         self._known("items")[item_id] = True
-        return ItemRow(row[0], row[1]), Engagement(supporting=bool(row[2]), following=bool(row[3]))
+        engagement = Engagement(supporting=bool(row[2]), following=bool(row[3]))
+        return ItemRow(row[0], row[1]), engagement, row[4]
 
     async def has_item(self, item_id: int) -> bool:
         """Whether the item exists (items are never deleted: one this update has already

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from storage.cards import CARD_LINKS, CardLinks, CardLinksRepository
 from storage.content_writer import ContentWriter
 from storage.database import autocommit_reads, create_engine, write_intent
 from storage.export import ExportRepository
@@ -75,6 +76,7 @@ class UnitOfWork:
         self._autocommit = autocommit
         self.residents = ResidentRepository(session)
         self.content = ContentRepository(session)
+        self.cards = CardLinksRepository(session)
         self.engagement = EngagementRepository(session)
         #: The hourly counts /stats sums (kept by the repositories writing the rows).
         self.support_counts = HourlyCountRepository(session, SUPPORTS)
@@ -187,7 +189,11 @@ class Database:
     ) -> None:
         self.url = url
         self.engine: AsyncEngine = create_engine(url, pool_size=pool_size, inline=inline)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: Item cards' links, shared by this Database's units of work (storage/cards.py).
+        self._card_links: dict[int, CardLinks] = {}
+        self._sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, info={CARD_LINKS: self._card_links}
+        )
         #: SQLite takes one writer at a time: this process's writers queue here (see
         #: UnitOfWork._gate). PostgreSQL needs no gate.
         self._write_gate = write_gate or (asyncio.Lock() if self.dialect == "sqlite" else None)

@@ -86,6 +86,7 @@ async def table_counts(database: Database) -> dict[str, int]:
                 await uow.session.execute(select(func.count()).select_from(table))
             ).scalar_one()
             for table in Base.metadata.sorted_tables
+            if table.name != "content_version"  # always one row
         }
 
 
