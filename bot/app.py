@@ -14,7 +14,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 from bot.context import BotContext, Services
 from bot.delivery.service import Delivery
 from bot.metrics import MeteredRequest, Metrics
-from bot.processor import ResidentOrderedProcessor
+from bot.processor import ArrivalQueue, ClaimsAhead, ResidentOrderedProcessor
 from bot.rendering import Renderer
 from bot.settings import Settings
 from domain import staff as staff_service
@@ -100,6 +100,8 @@ def build_application(
         builder = builder.updater(None)
     else:
         builder = builder.get_updates_request(MeteredRequest(metrics, connection_pool_size=1))
+        processor.claims_ahead = ClaimsAhead(database)
+        builder = builder.update_queue(ArrivalQueue(processor.claims_ahead))
     app = (
         builder.token(token)
         .base_url(f"{settings.telegram_api_url}/bot")

@@ -74,6 +74,63 @@ MARK_DELAY = 1.0
 CLAIM_STALE = dt.timedelta(seconds=90)
 
 
+class ClaimsAhead:
+    """Polling: the updates of a getUpdates answer arrive together, and the first of them
+    to be handled claims all that have arrived and are not claimed yet, in one statement;
+    the others find their claim decided (one statement per batch instead of one per
+    update). `arrived` is called for every update put into the application's queue
+    (ArrivalQueue). Telegram confirms a batch as soon as the next getUpdates asks past
+    it, so a claim taken ahead changes nothing for a process that dies: the updates it
+    had not handled are not delivered again either way."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._arrived: list[int] = []
+        #: Decided ahead (True: ours), or being decided, until its update asks for it.
+        self._decided: dict[int, asyncio.Future[bool | None]] = {}
+
+    def arrived(self, update: object) -> None:
+        if isinstance(update, Update):
+            self._arrived.append(update.update_id)
+
+    async def claim(self, update_id: int, now: dt.datetime, stale_before: dt.datetime) -> bool:
+        """Whether this update is ours (see ResidentOrderedProcessor.claim)."""
+        future = self._decided.pop(update_id, None)
+        if future is not None:
+            decided = await future
+            if decided is not None:
+                return decided
+            # The batch failed: try on our own (and fail ourselves, if it still fails).
+        ids = [i for i in dict.fromkeys([update_id, *self._arrived]) if i not in self._decided]
+        self._arrived.clear()
+        loop = asyncio.get_running_loop()
+        batch = {i: loop.create_future() for i in ids if i != update_id}
+        self._decided.update(batch)
+        try:
+            async with self.database.uow() as uow, uow.write(one_statement=True):
+                claimed = await uow.updates.claim_many(ids, now, stale_before)
+        except BaseException:
+            for i, waiting in batch.items():
+                self._decided.pop(i, None)
+                waiting.set_result(None)  # each decides for itself
+            raise
+        for i, waiting in batch.items():
+            waiting.set_result(i in claimed)
+        return update_id in claimed
+
+
+class ArrivalQueue(asyncio.Queue[object]):
+    """The application's update queue, telling ClaimsAhead what has arrived."""
+
+    def __init__(self, claims: ClaimsAhead) -> None:
+        super().__init__()
+        self._claims = claims
+
+    def put_nowait(self, item: Any) -> None:
+        self._claims.arrived(item)
+        super().put_nowait(item)
+
+
 class ResidentOrderedProcessor(BaseUpdateProcessor):
     """Up to `max_concurrent_updates` at once; per resident, one at a time in arrival order
     (asyncio locks are fair: waiters acquire in FIFO order).
@@ -113,6 +170,8 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
         self.database = database
         self.on_done = on_done
         self.across_processes = across_processes
+        #: Polling: claims taken for a whole getUpdates batch at once (see ClaimsAhead).
+        self.claims_ahead: ClaimsAhead | None = None
         self._marks_due = 0.0
         self.metrics: Metrics | None = None
         self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
@@ -177,8 +236,11 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
                     except BaseException:
                         self._unmarked.extend(marks)
                         raise
-                    async with uow.write(one_statement=True):
-                        claimed = await uow.updates.claim(update_id, now, now - CLAIM_STALE)
+                    if self.claims_ahead is not None:
+                        claimed = await self.claims_ahead.claim(update_id, now, now - CLAIM_STALE)
+                    else:
+                        async with uow.write(one_statement=True):
+                            claimed = await uow.updates.claim(update_id, now, now - CLAIM_STALE)
                     if not claimed:
                         duplicate = True
                         log.info("update %s was handled before: ignored", update_id)

@@ -34,6 +34,21 @@ class UpdateRepository(Repository):
         params = {"p_update": update_id, "p_now": now, "p_stale_before": stale_before}
         return (await self.session.execute(stmt, params)).scalar_one_or_none() is not None
 
+    async def claim_many(
+        self, update_ids: list[int], now: dt.datetime, stale_before: dt.datetime
+    ) -> set[int]:
+        """`claim` for several distinct update ids in one statement: the ids now ours."""
+        table = ProcessedUpdate.__table__
+        insert = self._insert(table).values(
+            [{"update_id": update_id, "created_at": now} for update_id in update_ids]
+        )
+        stmt = insert.on_conflict_do_update(
+            index_elements=[table.c.update_id],
+            set_={"created_at": insert.excluded.created_at},
+            where=(table.c.handled_at.is_(None)) & (table.c.created_at < stale_before),
+        ).returning(table.c.update_id)
+        return {int(i) for i in (await self.session.execute(stmt)).scalars()}
+
     async def handled(self, update_ids: list[int], now: dt.datetime) -> None:
         """Mark these claims as handled to the end."""
         stmt = self._prebuilt(
