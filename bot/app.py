@@ -65,9 +65,11 @@ PRUNE_EVERY = 6 * 3600.0
 #: Handling an update allocates thousands of short-lived objects (python-telegram-bot's,
 #: SQLAlchemy's, Jinja's), so with the defaults a young collection ran every few updates
 #: and an old one, walking every object of the process, every few hundred. Measured with
-#: `python -m benchmarks.updates`: CPU per update 5.4 -> 4.6 ms. The young generation
-#: holds at most this many container objects more, a few MB.
-GC_THRESHOLDS = (50_000, 20, 100)
+#: the update benchmark (SQLite, best of two runs each): CPU per update 3.70 ms with the
+#: defaults, 3.39 with a young generation of 50,000 and 2.96 with 10,000. 50,000 also
+#: cost 13 MB during a 200,000-recipient broadcast (145 MB against 132, `python -m
+#: benchmarks.memory`); 10,000 costs 1 MB (133).
+GC_THRESHOLDS = (10_000, 20, 100)
 
 
 def tune_garbage_collector() -> None:

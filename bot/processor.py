@@ -145,8 +145,9 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
     before the mark, the update may be handled twice; buttons carry the state they set and
     awaited texts are taken once, so that repeats nothing a resident would notice.)
 
-    The claim is one statement (on PostgreSQL without a transaction around it). The marks
-    are written in batches: one claim in a while writes all that are waiting, once
+    The claim is one statement (on PostgreSQL without a transaction around it), in polling
+    mode one for a whole getUpdates batch (`claims_ahead`). The marks are written in
+    batches: one update in a while writes all that are waiting, once
     MARK_BATCH of them wait or the oldest has waited MARK_DELAY, and whatever is left when
     no update is in flight any more (and at shutdown). A mark that is lost with the
     process leaves a claim unmarked whose update had been answered, so Telegram does not
