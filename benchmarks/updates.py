@@ -14,13 +14,17 @@ getUpdates long polling from the fake Bot API server, handled by
     python -m benchmarks.updates --quick         # 60 residents
     python -m benchmarks.updates --postgres postgresql://postgres@127.0.0.1:5432/postgres
     python -m benchmarks.updates --concurrency 1,8,32,64   # choose UPDATE_CONCURRENCY
+    python -m benchmarks.updates --rounds 5      # each variant 5 times (default 3, quick 1)
 
 Each resident: /start, main menu button, item list, item card, support, search button,
 search text, comment button, comment text. The stream is queued in the fake before the
 first getUpdates hands any of it out; "seconds" runs from the first update handed out to
 the last Bot API call (both timestamps taken by the fake, in a process of its own, so the
 bot's process is the only one doing the bot's work). Ratios are to the bare applications
-measured in the same run.
+measured in the same run. On a shared 2-core machine one variant's rate moved by a fifth
+from run to run, so every variant runs `--rounds` times, interleaved (all variants once,
+then all again); the table shows the median round of each, and for the ratios the median
+over the rounds of the ratio within each round.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import gc
 import json
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -188,6 +193,11 @@ class Server(FakeProcess):
 
 
 # --------------------------------------------------------------------------- variants
+
+
+SEQUENTIAL = "bare PTB, sequential"
+CONCURRENT = "bare PTB, concurrent_updates=64"
+TUNED_GC = "bare PTB, sequential, our GC setting"
 
 
 @dataclass
@@ -409,19 +419,26 @@ async def postgres_url(admin_url: str, create: bool, name: str = "todo_bench_upd
     return normalise_database_url(f"{admin_url.rsplit('/', 1)[0]}/{name}")
 
 
-def print_table(rows: list[Row], seq: Row, conc: Row) -> None:
+def print_table(rounds: list[dict[str, Row]]) -> None:
+    """One line per variant: the median round's figures, and the median over the rounds of
+    its ratio to the bare applications of the same round (paired, so that a round the
+    machine ran slower for everybody does not count against anybody)."""
     header = ("variant", "updates", "seconds", "updates/s", "CPU ms/upd", "× bare seq", "× bare 64")
     lines = [header]
-    for r in rows:
+    for label in rounds[0]:
+        runs = sorted((r[label] for r in rounds), key=lambda row: row.rate)
+        r = runs[len(runs) // 2]
+        seq = statistics.median(x[label].rate / x[SEQUENTIAL].rate for x in rounds)
+        conc = statistics.median(x[label].rate / x[CONCURRENT].rate for x in rounds)
         lines.append(
             (
                 r.variant,
                 f"{r.updates:,}",
                 f"{r.seconds:.2f}",
                 f"{r.rate:.0f}",
-                f"{r.cpu / r.updates * 1000:.2f}",
-                f"{r.rate / seq.rate:.2f}",
-                f"{r.rate / conc.rate:.2f}",
+                f"{statistics.median(x[label].cpu / x[label].updates for x in rounds) * 1000:.2f}",
+                f"{seq:.2f}",
+                f"{conc:.2f}",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -429,6 +446,11 @@ def print_table(rows: list[Row], seq: Row, conc: Row) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
         if n == 0:
             print("  ".join("-" * w for w in widths))
+    if len(rounds) > 1:
+        print()
+        print(f"Per round (updates/s, {len(rounds)} rounds, variants interleaved):")
+        for label in rounds[0]:
+            print(f"  {label}: {', '.join(f'{x[label].rate:.0f}' for x in rounds)}")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -437,39 +459,44 @@ async def main(args: argparse.Namespace) -> None:
     residents = args.residents or (60 if args.quick else 200)
     shipped = Settings(_env_file=None).update_concurrency  # type: ignore[call-arg]
     levels = [int(c) for c in args.concurrency.split(",")] if args.concurrency else [shipped]
-    rows: list[Row] = []
+    rounds: list[dict[str, Row]] = []
     with tempfile.TemporaryDirectory() as tmp:
         url = normalise_database_url(f"sqlite:///{Path(tmp) / 'warm.sqlite3'}")
         _, per_kind = await run_ours("warm-up", url, 1, warm_up=True)
         print("Bot API calls per update (our bot, warm-up):", file=sys.stderr)
         for kind, methods in per_kind.items():
             print(f"  {kind:<15} {', '.join(methods)}", file=sys.stderr)
-        seq = await run_bare("bare PTB, sequential", residents, per_kind, 1)
-        conc = await run_bare("bare PTB, concurrent_updates=64", residents, per_kind, 64)
-        tuned = await run_bare(
-            "bare PTB, sequential, our GC setting", residents, per_kind, 1, tuned_gc=True
-        )
-        rows += [seq, conc, tuned]
-        for level in levels:
-            url = normalise_database_url(f"sqlite:///{Path(tmp) / f'bench{level}.sqlite3'}")
-            label = f"to:DO Bot, SQLite ({level} at once{', shipped' if level == shipped else ''})"
-            row, _ = await run_ours(label, url, residents, concurrency=level)
-            rows.append(row)
-    if args.postgres:
-        for level in levels:
-            try:
-                url = await postgres_url(args.postgres, create=True)
-                shipped_mark = ", shipped" if level == shipped else ""
-                label = f"to:DO Bot, PostgreSQL ({level} at once{shipped_mark})"
-                row, _ = await run_ours(label, url, residents, concurrency=level)
-                rows.append(row)
-            finally:
-                await postgres_url(args.postgres, create=False)
-    for r in rows:
-        if r.errors:
-            print(f"{r.variant}: refused calls {json.dumps(r.errors)}", file=sys.stderr)
+        for n in range(args.rounds or (1 if args.quick else 3)):
+            rows: list[Row] = [
+                await run_bare(SEQUENTIAL, residents, per_kind, 1),
+                await run_bare(CONCURRENT, residents, per_kind, 64),
+                await run_bare(TUNED_GC, residents, per_kind, 1, tuned_gc=True),
+            ]
+            for level in levels:
+                name = f"bench{n}-{level}.sqlite3"
+                url = normalise_database_url(f"sqlite:///{Path(tmp) / name}")
+                mark = ", shipped" if level == shipped else ""
+                label = f"to:DO Bot, SQLite ({level} at once{mark})"
+                rows.append((await run_ours(label, url, residents, concurrency=level))[0])
+            if args.postgres:
+                for level in levels:
+                    try:
+                        url = await postgres_url(args.postgres, create=True)
+                        mark = ", shipped" if level == shipped else ""
+                        label = f"to:DO Bot, PostgreSQL ({level} at once{mark})"
+                        rows.append((await run_ours(label, url, residents, concurrency=level))[0])
+                    finally:
+                        await postgres_url(args.postgres, create=False)
+            for r in rows:
+                if r.errors:
+                    print(f"{r.variant}: refused calls {json.dumps(r.errors)}", file=sys.stderr)
+            print(
+                f"round {n + 1}: " + ", ".join(f"{r.variant} {r.rate:.0f}/s" for r in rows),
+                file=sys.stderr,
+            )
+            rounds.append({r.variant: r for r in rows})
     print()
-    print_table(rows, seq, conc)
+    print_table(rounds)
 
 
 def parse() -> argparse.Namespace:
@@ -483,6 +510,12 @@ def parse() -> argparse.Namespace:
         "--concurrency",
         metavar="N,N,…",
         help="UPDATE_CONCURRENCY values to run our bot with (default: the shipped one)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="every variant this many times, interleaved; the medians are printed "
+        "(default 3, --quick: 1)",
     )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
