@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from telegram import Update
 
 from bot.app import ALLOWED_UPDATES, build_application
@@ -213,3 +213,20 @@ async def snapshot(database: Database) -> dict[str, list[tuple[Any, ...]]]:
             rows = (await uow.session.execute(select(*columns))).all()
             tables[table.name] = sorted((tuple(r) for r in rows), key=repr)
     return tables
+
+
+@contextmanager
+def statements(database: Database, prefix: str = "") -> Iterator[list[str]]:
+    """The SQL statements (starting with `prefix`) the database runs meanwhile."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith(prefix):
+            seen.append(statement)
+
+    engine = database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -4,18 +4,17 @@ transaction that changes what the card links to, whichever process makes the cha
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import delete, event, select, text, update
+from sqlalchemy import delete, select, text, update
 
 from domain import items as item_service
 from domain import pipeline
 from domain.staff import Actor
 from storage.models import ContentVersion, Goal, GoalItem, Item, SessionItem
 from storage.uow import Database
+from tests.harness import statements
 
 ADMIN = Actor(900001, "@mod")
 RESIDENT = 4242
@@ -27,21 +26,6 @@ async def other(content: Database, db_url: str) -> AsyncIterator[Database]:
     database = Database(db_url)
     yield database
     await database.dispose()
-
-
-@contextmanager
-def statements(database: Database) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    engine = database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 async def card(database: Database, key: str = "TD-01") -> item_service.ItemCard:

@@ -4,37 +4,14 @@ and still each exactly once (bot/processor.py: ClaimsAhead)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 from sqlalchemy import func, select
 
 from storage.models import ProcessedUpdate
-from storage.uow import Database
 from tests.fake_telegram import FakeTelegram
-from tests.harness import BotHarness
+from tests.harness import BotHarness, statements
 
 RESIDENTS = range(7001, 7021)
-
-
-@contextmanager
-def claims(database: Database) -> Iterator[list[str]]:
-    """The claiming statements the bot's database runs meanwhile."""
-    from sqlalchemy import event
-
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("INSERT INTO processed_updates"):
-            seen.append(statement)
-
-    engine = database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 async def test_a_batch_of_updates_is_claimed_in_few_statements_and_each_answered_once(
@@ -43,7 +20,7 @@ async def test_a_batch_of_updates_is_claimed_in_few_statements_and_each_answered
     for resident in RESIDENTS:  # every resident known: /start needs no other writes
         await bot.send(bot.user(resident), "/start")
     since = len(fake.calls)
-    with claims(bot.database) as seen:
+    with statements(bot.database, "INSERT INTO processed_updates") as seen:
         ids = [fake.add_update(fake.message_update(bot.user(r), "/help")) for r in RESIDENTS]
         for update_id in ids:
             await bot.wait_handled(update_id)
