@@ -102,7 +102,7 @@ def build_application(
         builder = builder.updater(None)
     else:
         builder = builder.get_updates_request(MeteredRequest(metrics, connection_pool_size=1))
-        processor.claims_ahead = ClaimsAhead(database)
+        processor.claims_ahead = ClaimsAhead()
         builder = builder.update_queue(ArrivalQueue(processor.claims_ahead))
     app = (
         builder.token(token)

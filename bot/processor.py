@@ -83,8 +83,7 @@ class ClaimsAhead:
     it, so a claim taken ahead changes nothing for a process that dies: the updates it
     had not handled are not delivered again either way."""
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
+    def __init__(self) -> None:
         self._arrived: list[int] = []
         #: Decided ahead (True: ours), or being decided, until its update asks for it.
         self._decided: dict[int, asyncio.Future[bool | None]] = {}
@@ -93,8 +92,11 @@ class ClaimsAhead:
         if isinstance(update, Update):
             self._arrived.append(update.update_id)
 
-    async def claim(self, update_id: int, now: dt.datetime, stale_before: dt.datetime) -> bool:
-        """Whether this update is ours (see ResidentOrderedProcessor.claim)."""
+    async def claim(
+        self, uow: UnitOfWork, update_id: int, now: dt.datetime, stale_before: dt.datetime
+    ) -> bool:
+        """Whether this update is ours; a batch is claimed through the asking update's
+        unit of work."""
         future = self._decided.pop(update_id, None)
         if future is not None:
             decided = await future
@@ -107,7 +109,7 @@ class ClaimsAhead:
         batch = {i: loop.create_future() for i in ids if i != update_id}
         self._decided.update(batch)
         try:
-            async with self.database.uow() as uow, uow.write(one_statement=True):
+            async with uow.write(one_statement=True):
                 claimed = await uow.updates.claim_many(ids, now, stale_before)
         except BaseException:
             for i, waiting in batch.items():
@@ -238,7 +240,9 @@ class ResidentOrderedProcessor(BaseUpdateProcessor):
                         self._unmarked.extend(marks)
                         raise
                     if self.claims_ahead is not None:
-                        claimed = await self.claims_ahead.claim(update_id, now, now - CLAIM_STALE)
+                        claimed = await self.claims_ahead.claim(
+                            uow, update_id, now, now - CLAIM_STALE
+                        )
                     else:
                         async with uow.write(one_statement=True):
                             claimed = await uow.updates.claim(update_id, now, now - CLAIM_STALE)

@@ -224,7 +224,8 @@ class Database:
         its own fresh snapshot, so the reads see what they saw before; what they lose is
         only what no read here relies on (row locks: those are taken inside `write()`).
         Round trips were the largest cost of an update on PostgreSQL (the bot's CPU in
-        the socket writes that wake the server): 25 per update before, 15 after.
+        the socket writes that wake the server): 25 per update before, about 7 now with
+        the single-statement claims (bot/processor.py).
 
         `lock`: a (class, key) advisory lock, held on that connection for the whole unit
         of work (PostgreSQL only; other processes' units of work with the same lock wait).

@@ -19,16 +19,11 @@ class UpdateRepository(Repository):
         and delivers the update again)."""
 
         def build() -> Any:
-            table = ProcessedUpdate.__table__
-            insert = self._insert(table).values(
-                update_id=bindparam("p_update"), created_at=bindparam("p_now")
-            )
-            return insert.on_conflict_do_update(
-                index_elements=[table.c.update_id],
-                set_={"created_at": insert.excluded.created_at},
-                where=(table.c.handled_at.is_(None))
-                & (table.c.created_at < bindparam("p_stale_before")),
-            ).returning(table.c.update_id)
+            rows: dict[str, Any] = {
+                "update_id": bindparam("p_update"),
+                "created_at": bindparam("p_now"),
+            }
+            return self._claiming(rows, bindparam("p_stale_before"))
 
         stmt = self._prebuilt("updates.claim", build)
         params = {"p_update": update_id, "p_now": now, "p_stale_before": stale_before}
@@ -38,16 +33,20 @@ class UpdateRepository(Repository):
         self, update_ids: list[int], now: dt.datetime, stale_before: dt.datetime
     ) -> set[int]:
         """`claim` for several distinct update ids in one statement: the ids now ours."""
+        rows = [{"update_id": update_id, "created_at": now} for update_id in update_ids]
+        stmt = self._claiming(rows, stale_before)
+        return {int(i) for i in (await self.session.execute(stmt)).scalars()}
+
+    def _claiming(self, rows: Any, stale_before: Any) -> Any:
+        """INSERT of these claims that takes over a stale, unfinished one and returns the
+        update ids it took."""
         table = ProcessedUpdate.__table__
-        insert = self._insert(table).values(
-            [{"update_id": update_id, "created_at": now} for update_id in update_ids]
-        )
-        stmt = insert.on_conflict_do_update(
+        insert = self._insert(table).values(rows)
+        return insert.on_conflict_do_update(
             index_elements=[table.c.update_id],
             set_={"created_at": insert.excluded.created_at},
             where=(table.c.handled_at.is_(None)) & (table.c.created_at < stale_before),
         ).returning(table.c.update_id)
-        return {int(i) for i in (await self.session.execute(stmt)).scalars()}
 
     async def handled(self, update_ids: list[int], now: dt.datetime) -> None:
         """Mark these claims as handled to the end."""
