@@ -96,10 +96,10 @@ async def submit_comment(uow: UnitOfWork, resident_id: int, text: str) -> Commen
         origin = str(payload.get("origin") or "")
         if item_id is None or not await uow.content.has_item(item_id):
             return CommentOutcome(problem=CommentProblem.ITEM_GONE)
-        comment = await uow.comments.add(resident_id, item_id, cleaned)
+        comment_id = await uow.comments.add(resident_id, item_id, cleaned)
         followed = await uow.engagement.follow(resident_id, item_id)
         return CommentOutcome(
-            comment_id=comment.id, item_id=item_id, origin=origin, followed=followed
+            comment_id=comment_id, item_id=item_id, origin=origin, followed=followed
         )
 
 

@@ -16,7 +16,7 @@ from domain.views import (
     SessionLink,
     page_bounds,
 )
-from storage.repositories import ItemRow, ItemSort
+from storage.repositories import FieldRecord, ItemRow, ItemSort
 from storage.uow import UnitOfWork
 
 ITEMS_PER_PAGE = 8
@@ -156,7 +156,7 @@ async def my_items(uow: UnitOfWork, resident_id: int, language: str, page: int) 
     total = await uow.engagement.count_my_items(resident_id)
     page, pages = page_bounds(total, page, ITEMS_PER_PAGE)
     rows = await uow.engagement.my_items(resident_id, page * ITEMS_PER_PAGE, ITEMS_PER_PAGE)
-    fields = {f.id: f for f in await uow.content.action_fields()}
+    fields = {f.id: FieldRecord.of(f) for f in await uow.content.action_fields()}
     entries = [
         MyItem(
             summary=summary(ItemRow(r.item, fields[r.item.action_field_id]), language),

@@ -72,10 +72,9 @@ async def enter(
     async with uow.write():
         created = False
         if found is None:
-            row, created = await uow.residents.ensure(
+            resident, created = await uow.residents.ensure(
                 telegram_id, language_for(language_code), seen_on=today
             )
-            resident = ResidentRecord.of(row)
         if not created:  # created seen today, with nothing to clear
             await uow.residents.touch(resident.id, today)
         if resident.inactivity_warned_at is not None:

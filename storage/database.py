@@ -31,6 +31,18 @@ def is_sqlite_url(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for any other URL, an in-memory database
+    or a `file:` URI."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    return str(Path(database).expanduser())
+
+
 def is_disconnect(error: BaseException) -> bool:
     """The database could not be reached or the connection broke (as opposed to a
     statement the database refused): worth trying again once it is back."""

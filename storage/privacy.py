@@ -404,19 +404,19 @@ class PrivacyRepository(Repository):
     # ------------------------------------------------------------------ rate limits
 
     async def comments_since(self, resident_id: int, since: dt.datetime) -> int:
-        stmt = self._prebuilt(
-            "privacy.comments_since",
-            lambda: (
+        def build() -> Any:
+            comments = Comment.__table__.c
+            return (
                 select(func.count())
-                .select_from(Comment)
+                .select_from(Comment.__table__)
                 .where(
-                    Comment.resident_id == bindparam("p_resident"),
-                    Comment.created_at >= bindparam("p_since"),
+                    comments.resident_id == bindparam("p_resident"),
+                    comments.created_at >= bindparam("p_since"),
                 )
-            ),
-        )
-        result = await self.session.execute(stmt, {"p_resident": resident_id, "p_since": since})
-        return int(result.scalar_one())
+            )
+
+        params = {"p_resident": resident_id, "p_since": since}
+        return int((await self._read("privacy.comments_since", build, params))[0][0])
 
     async def proposals_since(self, resident_id: int, since: dt.datetime) -> int:
         result = await self.session.execute(

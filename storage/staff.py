@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from storage.models import AuditEntry, Role, utcnow
 from storage.repositories import Repository
@@ -14,8 +14,12 @@ from storage.repositories import Repository
 
 class RoleRepository(Repository):
     async def role(self, telegram_id: int) -> str | None:
-        row = await self.session.get(Role, telegram_id)
-        return row.role if row else None
+        def build() -> Any:
+            roles = Role.__table__.c
+            return select(roles.role).where(roles.telegram_id == bindparam("p_telegram_id"))
+
+        rows = await self._read("roles.role", build, {"p_telegram_id": telegram_id})
+        return str(rows[0][0]) if rows else None
 
     async def set(self, telegram_id: int, role: str, granted_by: int) -> None:
         stmt = (
@@ -34,8 +38,11 @@ class RoleRepository(Repository):
         return result.scalar_one_or_none() is not None
 
     async def all(self) -> dict[int, str]:
-        result = await self.session.execute(select(Role.telegram_id, Role.role))
-        return {t: r for t, r in result}
+        def build() -> Any:
+            roles = Role.__table__.c
+            return select(roles.telegram_id, roles.role)
+
+        return {int(t): str(r) for t, r in await self._read("roles.all", build, {})}
 
 
 class AuditRepository(Repository):

@@ -14,8 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from storage.cards import CARD_LINKS, CardLinks, CardLinksRepository
 from storage.content_writer import ContentWriter
-from storage.database import autocommit_reads, create_engine, write_intent
+from storage.database import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    autocommit_reads,
+    create_engine,
+    sqlite_file,
+    write_intent,
+)
 from storage.export import ExportRepository
+from storage.fastreads import FAST_READS, FastReads, SqliteReader
 from storage.goal_writer import GoalWriter
 from storage.goals import GoalRepository
 from storage.moderation import ModerationRepository, ProposalRepository
@@ -130,6 +137,9 @@ class UnitOfWork:
         async with self._gate():
             token = write_intent.set(True)
             self._write_depth = 1
+            fast: FastReads | None = self.session.info.get(FAST_READS)
+            if fast is not None:
+                fast.writing += 1
             transaction = self._autocommit is not None and not one_statement
             if transaction:
                 await self._isolation(_TRANSACTIONS)
@@ -145,6 +155,8 @@ class UnitOfWork:
                 raise
             finally:
                 self._write_depth = 0
+                if fast is not None:
+                    fast.writing -= 1
                 write_intent.reset(token)
                 if transaction:
                     # A broken connection fails the unit of work's next statement anyway.
@@ -197,6 +209,10 @@ class Database:
         #: SQLite takes one writer at a time: this process's writers queue here (see
         #: UnitOfWork._gate). PostgreSQL needs no gate.
         self._write_gate = write_gate or (asyncio.Lock() if self.dialect == "sqlite" else None)
+        #: SQLite: the process's connection for fast reads (storage/fastreads.py), where
+        #: statements run inline on a database file.
+        path = sqlite_file(url) if inline else None
+        self._sqlite_reader = SqliteReader(path, SQLITE_BUSY_TIMEOUT_MS) if path else None
 
     def beside(self) -> Database:
         """The database for work that runs beside the updates, the sender above all. On
@@ -231,7 +247,10 @@ class Database:
         of work (PostgreSQL only; other processes' units of work with the same lock wait).
         If it cannot be released, the connection is discarded, which releases it."""
         if self.dialect != "postgresql":
-            uow = UnitOfWork(self._sessions(), self._write_gate)
+            info: dict[str, object] = {}
+            if self._sqlite_reader is not None:
+                info[FAST_READS] = FastReads(self.engine.dialect, sqlite=self._sqlite_reader)
+            uow = UnitOfWork(self._sessions(info=info), self._write_gate)
             token = autocommit_reads.set(True)
             try:
                 yield uow
@@ -242,7 +261,10 @@ class Database:
             return
         async with self.engine.connect() as connection:
             await connection.execution_options(isolation_level=_AUTOCOMMIT)
-            uow = UnitOfWork(self._sessions(bind=connection), autocommit=connection)
+            fast = FastReads(self.engine.dialect, connection=connection)
+            uow = UnitOfWork(
+                self._sessions(bind=connection, info={FAST_READS: fast}), autocommit=connection
+            )
             # Taken with the first write transaction (the update's claim), so that it costs
             # no transaction of its own; released with the last read transaction.
             uow.pending_lock = lock
@@ -264,6 +286,8 @@ class Database:
                     raise
 
     async def dispose(self) -> None:
+        if self._sqlite_reader is not None:
+            self._sqlite_reader.close()
         await self.engine.dispose()
 
     async def __aenter__(self) -> Database:

@@ -15,6 +15,7 @@ from telegram import Update
 from bot.app import ALLOWED_UPDATES, build_application
 from bot.settings import Settings
 from domain.importer import import_content
+from storage.fastreads import CompiledRead, FastReads
 from storage.migrate import upgrade
 from storage.models import Base
 from storage.uow import Database
@@ -224,9 +225,19 @@ def statements(database: Database, prefix: str = "") -> Iterator[list[str]]:
         if statement.startswith(prefix):
             seen.append(statement)
 
+    # Fast reads (storage/fastreads.py) go to the driver without the engine's events.
+    fetch = FastReads.fetch
+
+    async def recorded(self: FastReads, read: CompiledRead, params: Any) -> Any:
+        if self.dialect is database.engine.dialect:
+            record(None, None, read.sql)
+        return await fetch(self, read, params)
+
     engine = database.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
+    FastReads.fetch = recorded  # type: ignore[method-assign]
     try:
         yield seen
     finally:
+        FastReads.fetch = fetch  # type: ignore[method-assign]
         event.remove(engine, "before_cursor_execute", record)

@@ -79,7 +79,6 @@ async def counters(bot: BotHarness, key: str) -> tuple[int, int]:
     async with bot.database.uow() as uow:
         row = await uow.content.item_by_key(key)
         assert row is not None
-        await uow.session.refresh(row.item)
         return row.item.support_count, row.item.comment_count
 
 

@@ -9,7 +9,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from bot import callbacks as cb
-from storage.models import Item
 from tests.fake_telegram import FakeTelegram
 from tests.harness import BotHarness, buttons_of, datas_of, sent, texts, urls_of
 
@@ -377,7 +376,7 @@ async def test_the_whole_journey_on_each_database(fake: FakeTelegram, db_url: st
         assert "🔔 You follow this item." in card["text"]
         async with bot.database.uow() as uow:
             row = await uow.content.item_by_key("TD-02")
-            assert isinstance(row.item, Item)
+            assert row is not None
             assert (row.item.support_count, row.item.comment_count) == (1, 1)
         assert bot.fake.unanswered_callbacks() == []
         assert all("Traceback" not in t for t in texts(bot.fake.calls))

@@ -57,7 +57,6 @@ async def comment_count(bot: BotHarness, key: str) -> int:
     async with bot.database.uow() as uow:
         row = await uow.content.item_by_key(key)
         assert row is not None
-        await uow.session.refresh(row.item)
         return row.item.comment_count
 
 
@@ -322,8 +321,7 @@ async def test_queue_shows_the_oldest_ten_of_many(
         assert resident is not None and row is not None
         async with uow.write():
             ids = [
-                (await uow.comments.add(resident.id, row.item.id, f"Nummer {n}")).id
-                for n in range(12)
+                await uow.comments.add(resident.id, row.item.id, f"Nummer {n}") for n in range(12)
             ]
 
     calls = await bot.send(anna, "/queue")

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from bot import callbacks as cb
 from storage.models import AuditEntry, Comment, Follow, Item, Proposal, Resident, Support
+from storage.repositories import ItemRecord
 from tests.fake_telegram import ApiCall
 from tests.harness import BotHarness, datas_of, sent, texts
 from tests.test_moderation import comment_count, comment_row, shown_comments, write_comment
@@ -54,11 +55,10 @@ async def resident(bot: BotHarness, telegram_id: int) -> Resident:
         return row
 
 
-async def item(bot: BotHarness, key: str) -> Item:
+async def item(bot: BotHarness, key: str) -> ItemRecord:
     async with bot.database.uow() as uow:
         row = await uow.content.item_by_key(key)
         assert row is not None
-        await uow.session.refresh(row.item)
         return row.item
 
 

@@ -171,7 +171,6 @@ async def test_follow_and_unfollow(content: Database) -> None:
         assert await item_service.set_follow(uow, jo, item["TD-03"], False)
         row = await uow.content.item_by_key("TD-03")
         assert row is not None
-        await uow.session.refresh(row.item)
         assert row.item.follow_count == 1
     await support(content, jo, item["TD-04"])  # supporting follows too
     await assert_consistent(content)
