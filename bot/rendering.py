@@ -50,6 +50,9 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            # Templates ship with the package and do not change while the bot runs: no
+            # stat() of the template file on every message.
+            auto_reload=False,
         )
         self.env.globals["duration"] = duration
         self.env.globals["fmt"] = self._format

@@ -42,6 +42,9 @@ def visible_length(markup: str) -> int:
 def truncate_html(markup: str, limit: int = MESSAGE_LIMIT) -> str:
     """Cut Telegram HTML so that its visible text has at most `limit` UTF-16 units, closing
     the tags left open. Short text comes back unchanged."""
+    if _units(markup) <= limit:
+        # The visible text is never longer than its markup (tags go, entities shrink).
+        return markup
     parser = _Tokens()
     parser.feed(markup)
     parser.close()
