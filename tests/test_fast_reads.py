@@ -16,6 +16,7 @@ from domain import items as item_service
 from storage.database import is_disconnect
 from storage.models import utcnow
 from storage.uow import Database, UnitOfWork
+from tests.conftest import _truncate
 
 RESIDENT = 4242
 MODERATOR = 777
@@ -136,23 +137,27 @@ async def test_reads_inside_a_write_see_its_own_changes(content: Database) -> No
 
 
 async def test_a_read_on_a_connection_the_server_ended_is_a_disconnect(
-    content: Database, db_url: str
+    postgres_url: str,
 ) -> None:
-    if content.dialect != "postgresql":
-        pytest.skip("PostgreSQL: the unit of work's own connection")
-    with pytest.raises(DBAPIError) as raised:
-        async with content.uow() as uow:
-            pid = (await uow.session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-            other = Database(db_url)
-            try:
-                async with other.engine.connect() as connection:
-                    await connection.execute(text(f"SELECT pg_terminate_backend({int(pid)})"))
-                    await connection.commit()
-            finally:
-                await other.dispose()
-            await uow.residents.with_state(RESIDENT)
-    # What the update's error handler sees: the database went away (so "try again").
-    assert is_disconnect(raised.value)
-    # The pool does not hand out the ended connection again.
-    async with content.uow() as uow:
-        assert await uow.content.count_items(None) > 0
+    """PostgreSQL: fast reads run on the unit of work's own connection."""
+    await _truncate(postgres_url)
+    database = Database(postgres_url)
+    try:
+        with pytest.raises(DBAPIError) as raised:
+            async with database.uow() as uow:
+                pid = (await uow.session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                other = Database(postgres_url)
+                try:
+                    async with other.engine.connect() as connection:
+                        await connection.execute(text(f"SELECT pg_terminate_backend({int(pid)})"))
+                        await connection.commit()
+                finally:
+                    await other.dispose()
+                await uow.residents.with_state(RESIDENT)
+        # What the update's error handler sees: the database went away (so "try again").
+        assert is_disconnect(raised.value)
+        # The pool does not hand out the ended connection again.
+        async with database.uow() as uow:
+            assert await uow.residents.with_state(RESIDENT) is None
+    finally:
+        await database.dispose()
