@@ -241,7 +241,9 @@ class Database:
         only what no read here relies on (row locks: those are taken inside `write()`).
         Round trips were the largest cost of an update on PostgreSQL (the bot's CPU in
         the socket writes that wake the server): 25 per update before, about 7 now with
-        the single-statement claims (bot/processor.py).
+        the single-statement claims (bot/processor.py). The reads every update makes go
+        to the driver directly outside `write()` (storage/fastreads.py): on PostgreSQL on
+        this connection, on SQLite on the process's read-only connection.
 
         `lock`: a (class, key) advisory lock, held on that connection for the whole unit
         of work (PostgreSQL only; other processes' units of work with the same lock wait).
