@@ -51,7 +51,7 @@ class CompiledRead:
     #: Values of the statement's own constants (bound parameters with a value).
     defaults: Mapping[str, Any]
     binds: Mapping[str, Callable[[Any], Any]]
-    #: One result processor (or None) per column.
+    #: One result processor (or None) per column; empty when no column has one.
     results: tuple[Callable[[Any], Any] | None, ...]
 
     @classmethod
@@ -66,6 +66,8 @@ class CompiledRead:
             column.type._cached_result_processor(dialect, None)
             for column in compiled._result_columns
         )
+        if not any(results):
+            results = ()
         return cls(
             sql=compiled.string,
             names=tuple(compiled.positiontup or ()),
@@ -83,7 +85,7 @@ class CompiledRead:
         return values
 
     def rows(self, raw: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        if not any(self.results):
+        if not self.results:
             return [tuple(row) for row in raw]
         processors = self.results
         return [
@@ -151,8 +153,8 @@ class FastReads:
         self.dialect = dialect
         self._sqlite = sqlite
         self._connection = connection
-        #: Nonzero while a write transaction runs (UnitOfWork.write).
-        self.writing = 0
+        #: Set while a write transaction runs (UnitOfWork.write).
+        self.writing = False
 
     @property
     def usable(self) -> bool:

@@ -115,6 +115,11 @@ class Repository:
 # --------------------------------------------------------------------------- residents
 
 
+def _columns(table: Any, record: Any) -> list[Any]:
+    """The table's columns a record type takes, in the record's order."""
+    return [table.c[name] for name in record.__dataclass_fields__]
+
+
 @dataclass(frozen=True, slots=True)
 class ResidentRecord:
     """A resident's row as an update reads it (see ResidentRepository.with_state)."""
@@ -157,7 +162,7 @@ class ResidentRepository(Repository):
 
         def build() -> Any:
             table = Resident.__table__
-            columns = [table.c[name] for name in ResidentRecord.__dataclass_fields__]
+            columns = _columns(table, ResidentRecord)
             # Table columns only: a Core statement, without the ORM's execution path.
             state, role = ConversationState.__table__, Role.__table__
             return (
@@ -281,10 +286,6 @@ class ItemRecord:
     created_at: dt.datetime
     merged_into_id: int | None
 
-    @classmethod
-    def of(cls, item: Item) -> ItemRecord:
-        return cls(*(getattr(item, name) for name in cls.__dataclass_fields__))
-
 
 @dataclass(frozen=True, slots=True)
 class FieldRecord:
@@ -298,11 +299,6 @@ class FieldRecord:
     @classmethod
     def of(cls, field: ActionField) -> FieldRecord:
         return cls(*(getattr(field, name) for name in cls.__dataclass_fields__))
-
-
-def _columns(table: Any, record: Any) -> list[Any]:
-    """The table's columns a record type takes, in the record's order."""
-    return [table.c[name] for name in record.__dataclass_fields__]
 
 
 _ITEMS: Table = Item.__table__  # type: ignore[assignment]

@@ -139,7 +139,7 @@ class UnitOfWork:
             self._write_depth = 1
             fast: FastReads | None = self.session.info.get(FAST_READS)
             if fast is not None:
-                fast.writing += 1
+                fast.writing = True
             transaction = self._autocommit is not None and not one_statement
             if transaction:
                 await self._isolation(_TRANSACTIONS)
@@ -156,7 +156,7 @@ class UnitOfWork:
             finally:
                 self._write_depth = 0
                 if fast is not None:
-                    fast.writing -= 1
+                    fast.writing = False
                 write_intent.reset(token)
                 if transaction:
                     # A broken connection fails the unit of work's next statement anyway.

@@ -217,8 +217,11 @@ async def snapshot(database: Database) -> dict[str, list[tuple[Any, ...]]]:
 
 
 @contextmanager
-def statements(database: Database, prefix: str = "") -> Iterator[list[str]]:
-    """The SQL statements (starting with `prefix`) the database runs meanwhile."""
+def statements(
+    database: Database, prefix: str = "", *, fast_reads: bool = True
+) -> Iterator[list[str]]:
+    """The SQL statements (starting with `prefix`) the database runs meanwhile; with
+    `fast_reads` False only those that go through SQLAlchemy's engine."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -229,7 +232,7 @@ def statements(database: Database, prefix: str = "") -> Iterator[list[str]]:
     fetch = FastReads.fetch
 
     async def recorded(self: FastReads, read: CompiledRead, params: Any) -> Any:
-        if self.dialect is database.engine.dialect:
+        if fast_reads and self.dialect is database.engine.dialect:
             record(None, None, read.sql)
         return await fetch(self, read, params)
 

@@ -4,12 +4,10 @@ without the session, and give exactly what the session gives."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from domain import items as item_service
@@ -17,25 +15,10 @@ from storage.database import is_disconnect
 from storage.models import utcnow
 from storage.uow import Database, UnitOfWork
 from tests.conftest import _truncate
+from tests.harness import statements
 
 RESIDENT = 4242
 MODERATOR = 777
-
-
-@contextmanager
-def through_engine(database: Database) -> Iterator[list[str]]:
-    """The statements that go through SQLAlchemy's engine meanwhile (fast reads do not)."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    engine = database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 async def engaged(content: Database) -> tuple[int, dict[str, int]]:
@@ -93,11 +76,11 @@ async def every_fast_read(uow: UnitOfWork, resident_id: int, items: dict[str, in
 async def test_fast_reads_give_what_the_session_gives(content: Database) -> None:
     resident_id, items = await engaged(content)
     async with content.uow() as uow:
-        with through_engine(content) as seen:
+        with statements(content, fast_reads=False) as seen:
             fast = await every_fast_read(uow, resident_id, items)
     assert seen == []  # none of them went through the session
     async with content.uow() as uow, uow.write():  # inside a write: the session's way
-        with through_engine(content) as seen:
+        with statements(content, fast_reads=False) as seen:
             by_session = await every_fast_read(uow, resident_id, items)
     assert len(seen) > 20
     assert fast == by_session
